@@ -1,0 +1,141 @@
+"""Fine-tuning methods: which SAM parts train, and which LoRA / adapter layers are added.
+
+| method                 | image encoder            | prompt encoder | mask decoder                      | after      |
+|------------------------|--------------------------|----------------|-----------------------------------|------------|
+| ``decoder_only``       | frozen                   | frozen         | trained                           | HF notebook|
+| ``medsam_full``        | trained                  | frozen         | trained                           | MedSAM     |
+| ``lora_encoder``       | frozen + LoRA (qkv)      | frozen         | trained                           | SAMed      |
+| ``lora_encoder_decoder``| frozen + LoRA (qkv)     | frozen         | frozen + LoRA on attention q/k/v/out | -       |
+| ``adapter_encoder``    | frozen + bottleneck adapters | frozen     | trained                           | Med-SAM-Adapter |
+
+``train_image_encoder`` / ``train_prompt_encoder`` / ``train_mask_decoder`` override a method's choice
+for the base weights of each component (adapters always train).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from torch import nn
+
+from medsam_echo.adapters.bottleneck import insert_adapters
+from medsam_echo.adapters.freezing import set_base_trainable
+
+# method -> (train image encoder, train prompt encoder, train mask decoder, LoRA on encoder,
+#            LoRA on decoder, bottleneck adapters)
+METHODS: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
+    "decoder_only": (False, False, True, False, False, False),
+    "medsam_full": (True, False, True, False, False, False),
+    "lora_encoder": (False, False, True, True, False, False),
+    "lora_encoder_decoder": (False, False, False, True, True, False),
+    "adapter_encoder": (False, False, True, False, False, True),
+}
+ENCODER_LORA_TARGETS = {"qkv": "attn.qkv", "proj": "attn.proj", "lin1": "mlp.lin1", "lin2": "mlp.lin2"}
+DECODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+_DECODER_ATTENTION = (
+    r"mask_decoder\.transformer\.(layers\.\d+\.(self_attn|cross_attn_token_to_image|cross_attn_image_to_token)"
+    r"|final_attn_token_to_image)"
+)
+
+
+@dataclass
+class MethodConfig:
+    """A fine-tuning method and its hyper-parameters.
+
+    Attributes:
+        name: one of ``METHODS``.
+        lora_rank: LoRA rank ``r``.
+        lora_alpha: LoRA scaling numerator (update scaled by ``alpha / r``).
+        lora_dropout: dropout on the LoRA input.
+        lora_targets: image-encoder linear layers that get LoRA, from ``qkv``, ``proj``, ``lin1``, ``lin2``.
+        decoder_lora_targets: mask-decoder attention projections that get LoRA (``lora_encoder_decoder``).
+        use_dora: weight-decomposed LoRA (DoRA) through peft's flag.
+        adapter_ratio: bottleneck width as a fraction of the encoder width (``adapter_encoder``).
+        adapter_mlp_scale: scale of the adapter parallel to the MLP.
+        train_image_encoder: override whether the base image-encoder weights train (None: the method's).
+        train_prompt_encoder: same for the prompt encoder.
+        train_mask_decoder: same for the mask decoder.
+    """
+
+    name: str = "decoder_only"
+    lora_rank: int = 4
+    lora_alpha: float = 4.0
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["qkv"])
+    decoder_lora_targets: list[str] = field(default_factory=lambda: list(DECODER_LORA_TARGETS))
+    use_dora: bool = False
+    adapter_ratio: float = 0.25
+    adapter_mlp_scale: float = 0.5
+    train_image_encoder: bool | None = None
+    train_prompt_encoder: bool | None = None
+    train_mask_decoder: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in METHODS:
+            raise ValueError(f"method.name: unknown method {self.name!r}; choose from {sorted(METHODS)}")
+        unknown = sorted(set(self.lora_targets) - set(ENCODER_LORA_TARGETS))
+        if unknown:
+            raise ValueError(f"method.lora_targets: unknown {unknown}; choose from {sorted(ENCODER_LORA_TARGETS)}")
+        unknown = sorted(set(self.decoder_lora_targets) - set(DECODER_LORA_TARGETS))
+        if unknown:
+            raise ValueError(f"method.decoder_lora_targets: unknown {unknown}; choose from {list(DECODER_LORA_TARGETS)}")
+        if self.lora_rank < 1:
+            raise ValueError(f"method.lora_rank must be >= 1, got {self.lora_rank}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"method.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.adapter_ratio <= 0:
+            raise ValueError(f"method.adapter_ratio must be > 0, got {self.adapter_ratio}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MethodConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"method: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+    def trains(self) -> dict[str, bool]:
+        """Whether the base weights of each component train, after overrides."""
+        image, prompt, decoder, *_ = METHODS[self.name]
+        return {
+            "image_encoder": image if self.train_image_encoder is None else self.train_image_encoder,
+            "prompt_encoder": prompt if self.train_prompt_encoder is None else self.train_prompt_encoder,
+            "mask_decoder": decoder if self.train_mask_decoder is None else self.train_mask_decoder,
+        }
+
+    def lora_target_regex(self) -> str | None:
+        """Full-match regex over module names for peft's ``target_modules`` (None: no LoRA)."""
+        _, _, _, on_encoder, on_decoder, _ = METHODS[self.name]
+        parts = []
+        if on_encoder:
+            names = "|".join(ENCODER_LORA_TARGETS[t].replace(".", r"\.") for t in self.lora_targets)
+            parts.append(rf"vision_encoder\.layers\.\d+\.({names})")
+        if on_decoder:
+            parts.append(rf"{_DECODER_ATTENTION}\.({'|'.join(self.decoder_lora_targets)})")
+        return "|".join(f"({p})" for p in parts) or None
+
+
+def apply_method(model: nn.Module, method: MethodConfig) -> nn.Module:
+    """Prepare a loaded ``SamModel`` for fine-tuning with ``method``.
+
+    Returns:
+        The model to train: a peft ``PeftModel`` for LoRA methods, else ``model`` itself (modified in
+        place). Exactly the parameters the method trains have ``requires_grad=True``.
+    """
+    model.requires_grad_(False)
+    if METHODS[method.name][5]:
+        insert_adapters(model, ratio=method.adapter_ratio, mlp_scale=method.adapter_mlp_scale)
+    target = method.lora_target_regex()
+    if target is not None:
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(
+            r=method.lora_rank, lora_alpha=method.lora_alpha, lora_dropout=method.lora_dropout,
+            target_modules=target, use_dora=method.use_dora, bias="none",
+        )
+        model = get_peft_model(model, config)
+    set_base_trainable(model, **method.trains())
+    return model

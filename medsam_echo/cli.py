@@ -1,0 +1,60 @@
+"""The one `medsam-echo` command.
+
+Each subcommand lives in the stage that owns it and exposes ``main(argv) -> int``; this file only
+routes. Modules are imported lazily, so ``medsam-echo --help`` stays fast and a broken optional
+dependency of one stage does not break the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module exposing main(argv) -> int, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert-checkpoint": (
+        "medsam_echo.models.convert",
+        "convert a SAM / MedSAM checkpoint to a transformers SamModel directory (or back)",
+    ),
+    "inspect": ("medsam_echo.models.inspect_cli", "load any checkpoint and print its architecture and profile"),
+    "evaluate": ("medsam_echo.evaluation.evaluate", "score predicted label maps: Dice, distances in mm, EF agreement"),
+    "synth": ("medsam_echo.data.synthetic", "write a synthetic CAMUS-layout echo dataset with known EF"),
+    "data": ("medsam_echo.data.cli", "inspect a dataset: `data summary ROOT [--json]`"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        "usage: medsam-echo <command> [args ...]",
+        "",
+        "Fine-tune Segment Anything models (SAM, MedSAM) on echocardiography.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `medsam-echo <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``argv`` (default: ``sys.argv[1:]``) to a subcommand; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from medsam_echo import __version__
+
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"medsam-echo: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Write models: transformers directories with their profile, and the original segment-anything layout.
+
+CLI:
+    medsam-echo convert-checkpoint SRC OUT_DIR [--profile sam|medsam] [--to-original OUT.pth]
+
+``OUT_DIR`` loads with ``transformers.SamModel.from_pretrained(OUT_DIR)`` (safetensors) and holds
+``preprocessing.json``; ``--to-original`` also writes the segment-anything key layout, which loads in
+segment-anything and MedSAM code (``sam_model_registry[...](checkpoint=OUT.pth)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import SamModel
+
+from medsam_echo.models.errors import CheckpointError
+from medsam_echo.models.keymap import hf_to_original
+from medsam_echo.models.loader import load_sam
+from medsam_echo.models.profile import PROFILES, PreprocessProfile
+
+
+def save_sam(model: SamModel, profile: PreprocessProfile, out_dir: str | Path) -> Path:
+    """Write ``model`` (safetensors + config.json) and ``preprocessing.json`` into ``out_dir``, atomically:
+    everything is written to a temporary sibling directory that replaces ``out_dir`` at the end."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        profile.save(tmp)
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def to_original_state_dict(model: SamModel) -> dict[str, torch.Tensor]:
+    """The model's weights under segment-anything keys (contiguous CPU tensors)."""
+    state, unmapped = hf_to_original(model.state_dict())
+    if unmapped:
+        raise CheckpointError(
+            f"cannot write the segment-anything layout: {len(unmapped)} key(s) have no original counterpart "
+            f"(merge LoRA first; bottleneck adapters do not exist in segment-anything): {unmapped[:10]}"
+        )
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def save_original(model: SamModel, path: str | Path) -> Path:
+    """Write the segment-anything layout ``.pth`` atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = to_original_state_dict(model)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="medsam-echo convert-checkpoint", description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", help="checkpoint: .pth, .safetensors, transformers directory or hub id")
+    parser.add_argument("out_dir", help="transformers directory to write (model.safetensors, config.json, preprocessing.json)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="override the preprocessing profile")
+    parser.add_argument("--to-original", metavar="OUT.pth", help="also write the segment-anything layout here")
+    args = parser.parse_args(argv)
+    try:
+        loaded = load_sam(args.src, profile=args.profile)
+    except CheckpointError as err:
+        parser.exit(1, f"error: {err}\n")
+    save_sam(loaded.model, loaded.profile, args.out_dir)
+    print(f"wrote {args.out_dir} (profile {loaded.profile.name}: {loaded.profile_reason})")
+    for note in loaded.notes:
+        print(f"  note: {note}")
+    if args.to_original:
+        save_original(loaded.model, args.to_original)
+        print(f"wrote {args.to_original} (segment-anything layout)")
+    return 0

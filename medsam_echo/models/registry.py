@@ -1,0 +1,68 @@
+"""Named SAM architectures and known checkpoints.
+
+``ARCHITECTURES`` holds the released image-encoder sizes (ViT-B / L / H at 1024 px, as in
+segment-anything's ``build_sam.py``) and ``tiny``, a randomly initialised model small enough to train on a
+2-core CPU in minutes (quickstart, tests). ``build_sam("vit_b", device="meta")`` gives the exact
+ViT-B layout without allocating 375 MB.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import SamConfig, SamModel
+
+# name -> (width, depth, heads, global-attention blocks, input px, patch px, window, decoder width, neck)
+ARCHITECTURES: dict[str, tuple[int, int, int, list[int], int, int, int, int, int]] = {
+    "vit_b": (768, 12, 12, [2, 5, 8, 11], 1024, 16, 14, 256, 256),
+    "vit_l": (1024, 24, 16, [5, 11, 17, 23], 1024, 16, 14, 256, 256),
+    "vit_h": (1280, 32, 16, [7, 15, 23, 31], 1024, 16, 14, 256, 256),
+    "tiny": (64, 4, 4, [1, 3], 128, 8, 4, 64, 64),
+}
+
+# Hub ids users pass, and the preprocessing their weights expect.
+KNOWN_HUB_MODELS: dict[str, str] = {
+    "facebook/sam-vit-base": "sam",
+    "facebook/sam-vit-large": "sam",
+    "facebook/sam-vit-huge": "sam",
+    "wanglab/medsam-vit-base": "medsam",
+}
+
+
+def sam_config(name: str) -> SamConfig:
+    """The ``SamConfig`` of a named architecture (see ``ARCHITECTURES``)."""
+    if name not in ARCHITECTURES:
+        raise KeyError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}")
+    width, depth, heads, global_idx, size, patch, window, dec, neck = ARCHITECTURES[name]
+    vision = dict(
+        hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads, global_attn_indexes=global_idx,
+        image_size=size, patch_size=patch, window_size=window, output_channels=neck, num_pos_feats=dec // 2,
+        mlp_dim=4 * width,
+    )
+    prompt = dict(hidden_size=dec, image_size=size, patch_size=patch)
+    decoder = dict(hidden_size=dec, mlp_dim=8 * dec, iou_head_hidden_dim=dec)
+    return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+
+
+def build_sam(name: str, *, seed: int = 0, device: str | torch.device = "cpu") -> SamModel:
+    """A randomly initialised ``SamModel`` of a named architecture (``device="meta"``: shapes only)."""
+    config = sam_config(name)
+    if str(device) == "meta":
+        with torch.device("meta"):
+            return SamModel(config)
+    torch.manual_seed(seed)
+    model = SamModel(config)
+    _init_like_segment_anything(model)
+    return model.to(device)
+
+
+def _init_like_segment_anything(model: SamModel) -> None:
+    """PyTorch's default initialisation for every layer, as segment-anything trains from.
+
+    transformers initialises the image encoder with ``vision_config.initializer_range = 1e-10``, which
+    is meant to be overwritten by pretrained weights; a model trained from scratch (the quickstart)
+    would start with a dead encoder whose embeddings are ~1e-20.
+    """
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Embedding,
+                               torch.nn.LayerNorm)):
+            module.reset_parameters()
