@@ -12,6 +12,7 @@ import sys
 
 # name -> (module exposing main(argv) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("medsam_echo.train", "fine-tune on echo data (also: accelerate launch -m medsam_echo.train)"),
     "convert-checkpoint": (
         "medsam_echo.models.convert",
         "convert a SAM / MedSAM checkpoint to a transformers SamModel directory (or back)",
@@ -20,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("medsam_echo.evaluation.evaluate", "score predicted label maps: Dice, distances in mm, EF agreement"),
     "synth": ("medsam_echo.data.synthetic", "write a synthetic CAMUS-layout echo dataset with known EF"),
     "data": ("medsam_echo.data.cli", "inspect a dataset: `data summary ROOT [--json]`"),
+    "fit-view-prior": ("medsam_echo.prompts.prior_cli", "fit the automatic-prompt view prior on a split"),
+    "prompt-sweep": ("medsam_echo.prompts.sweep_cli", "Dice vs box jitter and clicks (NoC@90)"),
 }
 
 

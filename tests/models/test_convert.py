@@ -86,3 +86,20 @@ def test_inspect_reports_architecture_and_profile(capsys, medsam_training_pth):
     assert info["profile"]["name"] == "medsam"
     assert info["image_encoder"]["depth"] == 3 and info["image_encoder"]["global_attn_indexes"] == [1]
     assert info["parameters"]["total"]["total"] > 0
+
+
+def test_hub_id_resolves_from_the_local_cache_with_its_profile(tmp_path, monkeypatch, medsam_training_pth):
+    """`wanglab/medsam-vit-base` as users pass it: read offline from the hub cache, MedSAM profile."""
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--wanglab--medsam-vit-base" / "snapshots" / ("0" * 40)
+    model = load_sam(medsam_training_pth).model
+    model.save_pretrained(snapshot, safe_serialization=True)  # no preprocessing.json: as on the hub
+    (cache / "models--wanglab--medsam-vit-base" / "refs").mkdir(parents=True)
+    (cache / "models--wanglab--medsam-vit-base" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    loaded = load_sam("wanglab/medsam-vit-base")
+    assert loaded.profile.name == "medsam" and "known hub model" in loaded.profile_reason
+    for a, b in zip(_outputs(model), _outputs(loaded.model), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -1,0 +1,122 @@
+"""``medsam-echo data summary ROOT [--json]``: what a dataset holds and what is wrong with it.
+
+``ROOT`` may be a CAMUS release (2023 NIfTI or 2019 MetaImage layout), a folder with ``dataset.yaml``
+(see :mod:`medsam_echo.data.folder`) or a COCO JSON file. Every image and label map is decoded, so broken
+files are found and listed under ``problems`` instead of stopping the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from medsam_echo.data.base import CaseDataset
+from medsam_echo.data.camus import CamusDataset, detect_layout
+from medsam_echo.data.io import DataError
+from medsam_echo.data.sample import LABELS
+
+SPLITS = ("train", "val", "test")
+
+
+def open_dataset(root: str | Path) -> tuple[str, CaseDataset]:
+    """Detect the format of ``root`` and open it leniently (missing files skipped and reported).
+
+    Returns:
+        ``(format, dataset)`` with format ``"camus-nifti"``, ``"camus-mhd"``, ``"folder"`` or ``"coco"``.
+    """
+    root = Path(root)
+    if root.is_file() and root.suffix.lower() == ".json":
+        from medsam_echo.data.coco import CocoDataset
+
+        return "coco", CocoDataset(root)
+    if (root / "dataset.yaml").is_file():
+        from medsam_echo.data.folder import FolderDataset
+
+        return "folder", FolderDataset(root, on_missing="skip")
+    layout = detect_layout(root)
+    return layout, CamusDataset(root, on_missing="skip", save_splits=False)
+
+
+def summarize(root: str | Path) -> dict:
+    """The summary of the dataset at ``root`` as a JSON-ready dict (see :func:`main`)."""
+    fmt, dataset = open_dataset(root)
+    counts = dataset.splits()
+    problems = list(dataset.problems) + list(dataset.skipped)
+    label_pixels = np.zeros(256, np.int64)
+    spacings, sizes, labelled = [], [], 0
+    for index in range(len(dataset)):
+        try:
+            sample = dataset[index]
+        except DataError as err:
+            problems.append(str(err))
+            continue
+        spacings.append(sample.spacing)
+        sizes.append(sample.image.shape[:2])
+        if sample.label is not None:
+            labelled += 1
+            label_pixels += np.bincount(sample.label.ravel(), minlength=256)
+    total = max(int(label_pixels.sum()), 1)
+    return {
+        "format": fmt,
+        "root": str(root),
+        "patients": len(dataset.patients),
+        "images": len(dataset),
+        "labelled_images": labelled,
+        "splits": {split: counts.get(split, 0) for split in SPLITS},
+        "unassigned_images": counts.get("", 0),
+        "label_fraction": {name: round(float(label_pixels[v]) / total, 5) for name, v in LABELS.items()},
+        "spacing_mm": _ranges(spacings, ("sx", "sy")),
+        "image_size_px": _ranges(sizes, ("h", "w")),
+        "problems": problems,
+    }
+
+
+def _ranges(rows: list[tuple], names: tuple[str, str]) -> dict[str, list[float]]:
+    if not rows:
+        return {}
+    values = np.asarray(rows, dtype=np.float64)
+    return {name: [float(values[:, i].min()), float(values[:, i].max())] for i, name in enumerate(names)}
+
+
+def _print_text(summary: dict) -> None:
+    splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+    print(f"{summary['root']}: {summary['format']}")
+    print(
+        f"  patients {summary['patients']}, images {summary['images']}"
+        f" ({summary['labelled_images']} labelled)"
+    )
+    print(f"  images per split: {splits}, unassigned {summary['unassigned_images']}")
+    print(
+        "  label pixel fraction: " + ", ".join(f"{k} {v:.3f}" for k, v in summary["label_fraction"].items())
+    )
+    for key, unit in (("spacing_mm", "mm"), ("image_size_px", "px")):
+        ranges = ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in summary[key].items())
+        print(f"  {key.rsplit('_', 1)[0].replace('_', ' ')} ({unit}): {ranges or 'n/a'}")
+    print(f"  problems: {len(summary['problems'])}")
+    for problem in summary["problems"]:
+        print(f"    - {problem}")
+
+
+def main(argv: list[str]) -> int:
+    """``medsam-echo data summary ROOT [--json] [--strict]``."""
+    parser = argparse.ArgumentParser(prog="medsam-echo data", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    summary = commands.add_parser(
+        "summary", help="format, patients, images per split, labels, spacing, problems"
+    )
+    summary.add_argument("root", type=Path, help="CAMUS root, folder with dataset.yaml, or COCO JSON")
+    summary.add_argument("--json", action="store_true", help="print one JSON object")
+    summary.add_argument("--strict", action="store_true", help="exit with status 1 if problems were found")
+    args = parser.parse_args(argv)
+    try:
+        result = summarize(args.root)
+    except DataError as err:
+        parser.exit(2, f"medsam-echo data: error: {err}\n")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_text(result)
+    return 1 if args.strict and result["problems"] else 0

@@ -1,0 +1,188 @@
+"""Evaluate a folder of predicted label maps against CAMUS ground truth (`medsam-echo evaluate`).
+
+Prediction contract (nnU-Net's output convention): one label map per case, named ``<case>.nii.gz`` or
+``<case>.png`` with ``<case>`` a CAMUS case id such as ``patient0001_2CH_ED``, on the ground truth's pixel
+grid (same ``(H, W)``; a NIfTI prediction must also carry the ground truth's spacing), with CAMUS values
+0 background, 1 LV cavity, 2 myocardium, 3 LA. Distances and volumes use the ground truth's spacing.
+
+A case of the split without a prediction file is an error listing the missing cases, unless
+``--allow-missing``: then those cases are left out of every metric, patients lacking one of their four
+cases are left out of the clinical indices, and both are listed in ``summary.json`` and ``report.md``.
+
+Outputs in ``--out``: ``metrics.csv``, ``plausibility.csv``, ``clinical.csv``, ``summary.json``,
+``report.md`` and the plots ``{ef,edv,esv}_{bland_altman,scatter}.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medsam_echo.data.io import DataError, read_image
+from medsam_echo.data.sample import LABELS, EchoSample
+from medsam_echo.evaluation.clinical import biplane_volume, ejection_fraction
+from medsam_echo.evaluation.metrics import METRICS, case_metrics
+from medsam_echo.evaluation.plausibility import check_plausibility
+
+PRED_SUFFIXES = (".nii.gz", ".png")
+_VALID = np.array(sorted(LABELS.values()))
+_BIPLANE = (("2CH", "ED"), ("4CH", "ED"), ("2CH", "ES"), ("4CH", "ES"))
+
+
+class EvaluationError(ValueError):
+    """Predictions that cannot be evaluated (missing, ambiguous or mismatched files); names the files."""
+
+
+@dataclass
+class Evaluation:
+    """Per-case and per-patient results; each list holds the rows of the CSV file of the same name."""
+
+    metrics: list[dict] = field(default_factory=list)
+    plausibility: list[dict] = field(default_factory=list)
+    clinical: list[dict] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    incomplete_patients: list[str] = field(default_factory=list)
+
+
+def find_predictions(pred_dir: str | Path, cases: Sequence[str]) -> tuple[dict[str, Path], list[str]]:
+    """Locate ``<case>.nii.gz`` / ``<case>.png`` in ``pred_dir``.
+
+    Returns:
+        ``({case: path}, missing)`` with ``missing`` the cases without a file, in ``cases`` order.
+
+    Raises:
+        EvaluationError: ``pred_dir`` is not a folder, or a case has both a ``.nii.gz`` and a ``.png``.
+    """
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise EvaluationError(f"{pred_dir}: prediction folder not found")
+    found, missing = {}, []
+    for case in cases:
+        paths = [p for p in (pred_dir / f"{case}{suffix}" for suffix in PRED_SUFFIXES) if p.is_file()]
+        if len(paths) > 1:
+            names = ", ".join(p.name for p in paths)
+            raise EvaluationError(f"{pred_dir}: {case} has several predictions ({names})")
+        if paths:
+            found[case] = paths[0]
+        else:
+            missing.append(case)
+    return found, missing
+
+
+def load_prediction(path: Path, sample: EchoSample) -> np.ndarray:
+    """Read a predicted label map and check it against the sample's ground truth; ``(H, W)`` uint8."""
+    labels, spacing = read_image(path)
+    if labels.shape != sample.label.shape:
+        raise EvaluationError(
+            f"{path}: prediction shape {labels.shape} differs from the ground truth's {sample.label.shape}; "
+            "predictions must be label maps on the ground truth's pixel grid"
+        )
+    if path.name.endswith(".nii.gz") and not np.allclose(spacing, sample.spacing, rtol=1e-3):
+        raise EvaluationError(
+            f"{path}: spacing {spacing} differs from the ground truth's {sample.spacing} (sx, sy)"
+        )
+    if not np.isin(labels, _VALID).all():
+        bad = np.setdiff1d(np.unique(labels), _VALID)[:5].tolist()
+        raise EvaluationError(f"{path}: label values {bad} are not CAMUS labels {LABELS}")
+    return labels.astype(np.uint8)
+
+
+def evaluate(
+    dataset: Sequence[EchoSample], pred_dir: str | Path, *, allow_missing: bool = False
+) -> Evaluation:
+    """Score every case of ``dataset`` that has a prediction in ``pred_dir``.
+
+    Args:
+        dataset: labelled samples; ``dataset.cases`` lists their case ids in index order
+            (as :class:`medsam_echo.data.camus.CamusDataset` does).
+        pred_dir: folder of predictions (module docstring).
+        allow_missing: leave cases without a prediction out instead of raising.
+
+    Returns:
+        An :class:`Evaluation`.
+    """
+    cases = list(dataset.cases)
+    found, missing = find_predictions(pred_dir, cases)
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:10]) + (f" ... ({len(missing)} in all)" if len(missing) > 10 else "")
+        raise EvaluationError(f"{pred_dir}: no prediction for {shown} (pass --allow-missing to skip them)")
+    result, pending = Evaluation(missing=missing), {}
+    for index, case in enumerate(cases):
+        if case not in found:
+            continue
+        sample = dataset[index]
+        if sample.label is None:
+            raise EvaluationError(f"{case}: the dataset has no ground truth for this case")
+        pred = load_prediction(found[case], sample)
+        ident = {"case": case, "patient": sample.patient, "view": sample.view, "phase": sample.phase}
+        for structure, values in case_metrics(pred, sample.label, sample.spacing).items():
+            result.metrics.append({**ident, "structure": structure, **{m: values[m] for m in METRICS}})
+        result.plausibility.append({"case": case, **check_plausibility(pred)})
+        views = pending.setdefault(sample.patient, {})
+        views[(sample.view, sample.phase)] = (pred, sample.label, sample.spacing)
+        if set(views) == set(_BIPLANE):
+            result.clinical.append(_clinical_row(sample.patient, pending.pop(sample.patient)))
+    result.incomplete_patients = sorted(pending)
+    return result
+
+
+def _clinical_row(patient: str, views: dict) -> dict:
+    """EDV, ESV (mL) and EF (%) of one patient from its ``{(view, phase): (pred, gt, spacing)}``."""
+    row: dict = {"patient": patient}
+    for which, suffix in ((0, ""), (1, "_gt")):  # 0: prediction, 1: ground truth
+        edv, esv = (_volume(views, phase, which) for phase in ("ED", "ES"))
+        row[f"edv_ml{suffix}"], row[f"esv_ml{suffix}"] = edv, esv
+        row[f"ef{suffix}"] = ejection_fraction(edv, esv)
+    return row
+
+
+def _volume(views: dict, phase: str, which: int) -> float:
+    """Biplane LV volume (mL) at ``phase`` of the prediction (``which`` 0) or the ground truth (1)."""
+    two, four = views[("2CH", phase)], views[("4CH", phase)]
+    return biplane_volume(two[which], two[2], four[which], four[2])
+
+
+def main(argv: list[str]) -> int:
+    """``medsam-echo evaluate --pred PRED_DIR --data ROOT [--split test] --out OUT_DIR [--allow-missing]``."""
+    parser = argparse.ArgumentParser(prog="medsam-echo evaluate", description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--pred", required=True, type=Path, metavar="PRED_DIR", help="<case>.nii.gz / .png label maps")
+    add("--data", required=True, type=Path, metavar="ROOT", help="CAMUS root (2023 NIfTI or 2019 MHD)")
+    add("--split", default="test", choices=("train", "val", "test", "all"), help="default: test")
+    add("--out", required=True, type=Path, metavar="OUT_DIR", help="output folder (created)")
+    add("--allow-missing", action="store_true", help="leave out cases without prediction (reported)")
+    args = parser.parse_args(argv)
+
+    from medsam_echo.data.camus import CamusDataset
+    from medsam_echo.evaluation.report import write_outputs
+
+    try:
+        dataset = CamusDataset(args.data, split=None if args.split == "all" else args.split)
+        if len(dataset) == 0:
+            raise EvaluationError(f"{args.data}: split {args.split!r} has no cases")
+        result = evaluate(dataset, args.pred, allow_missing=args.allow_missing)
+        summary = write_outputs(result, args.out, split=args.split)
+    except (DataError, EvaluationError) as err:
+        print(f"medsam-echo evaluate: error: {err}", file=sys.stderr)
+        return 1
+    _print_table(summary)
+    print(f"wrote {args.out}/report.md")
+    return 0
+
+
+def _print_table(summary: dict) -> None:
+    def num(value: float | None) -> str:
+        return f"{'nan' if value is None else format(value, '.3f'):>9}"
+
+    print(f"{'structure':<10}" + "".join(f"{k:>9}" for k in METRICS))
+    for name, m in summary["structures"].items():
+        print(f"{name:<10}" + "".join(num(m[k]) for k in METRICS))
+    ef = summary["ef"]
+    print(
+        f"EF (%): n={ef['n']}" + "".join(f" {k}={num(ef[k]).strip()}" for k in ("corr", "bias", "std", "mae"))
+    )

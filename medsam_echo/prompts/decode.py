@@ -1,0 +1,178 @@
+"""Several structures of one image through SamModel's decoder in one call, and back to one label map.
+
+The image encoder runs once per image (``model.get_image_embeddings``); the prompts of all requested
+structures then go through the prompt encoder and mask decoder together, as ``SamModel``'s "point batch"
+dimension: ``input_boxes`` ``(B, n, 4)`` gives ``pred_masks`` ``(B, n, m, h, w)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from medsam_echo.data.sample import LABELS, STRUCTURES
+from medsam_echo.prompts.prompt_set import Prompts, to_model_inputs
+
+if TYPE_CHECKING:
+    from transformers import SamModel
+
+    from medsam_echo.models.profile import PreprocessProfile
+
+# predict(image (H, W), prompts in px of image) -> (n, H, W) bool masks, one per prompted structure
+PredictFn = Callable[[np.ndarray, Prompts], np.ndarray]
+
+
+def decode_candidates(
+    model,
+    image_embeddings: torch.Tensor,
+    inputs: dict[str, torch.Tensor],
+    *,
+    input_masks: torch.Tensor | None = None,
+    multimask_output: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode the ``n`` structure prompts of ``B`` images in one ``SamModel`` call, all candidates kept.
+
+    Args:
+        model: a ``transformers.SamModel`` (or a peft model wrapping one).
+        image_embeddings: ``(B, C, h', w')`` from ``model.get_image_embeddings``.
+        inputs: ``to_model_inputs`` tensors in model-input px: ``input_boxes`` ``(B, n, 4)`` and / or
+            ``input_points`` ``(B, n, k, 2)`` (x, y) with ``input_labels`` ``(B, n, k)``; may also hold
+            ``input_masks`` (as :func:`~medsam_echo.prompts.policies.iterative_round` returns them).
+        input_masks: ``(B, n, 1, h, w)`` previous low-res logits (iterative prompting), or ``None``.
+            ``SamModel`` adds a mask prompt to the image embedding before repeating it per prompt, so
+            with masks the ``n`` prompts are folded into the batch instead (still one call).
+        multimask_output: SAM's 3 candidate masks per prompt instead of 1.
+
+    Returns:
+        ``logits`` ``(B, n, m, h, w)`` (low-res, ``h = 4 h'``, ``m`` = 3 or 1) and ``iou`` ``(B, n, m)``.
+    """
+    inputs = dict(inputs)
+    input_masks = inputs.pop("input_masks", input_masks)
+    reference = inputs.get("input_boxes", inputs.get("input_points"))
+    if reference is None:
+        raise ValueError("inputs need input_boxes or input_points")
+    batch, n = reference.shape[:2]
+    if input_masks is None:
+        out = model(image_embeddings=image_embeddings, multimask_output=multimask_output, **inputs)
+    else:
+        if input_masks.shape[:3] != (batch, n, 1):
+            raise ValueError(
+                f"input_masks must be (B={batch}, n={n}, 1, h, w), got {tuple(input_masks.shape)}"
+            )
+        flat = {k: v.reshape(batch * n, 1, *v.shape[2:]) for k, v in inputs.items()}
+        out = model(
+            image_embeddings=image_embeddings.repeat_interleave(n, dim=0),
+            input_masks=input_masks.reshape(batch * n, *input_masks.shape[2:]),
+            multimask_output=multimask_output,
+            **flat,
+        )
+    masks = out.pred_masks.reshape(batch, n, *out.pred_masks.shape[2:])
+    return masks, out.iou_scores.reshape(batch, n, -1)
+
+
+def decode_structures(
+    model,
+    image_embeddings: torch.Tensor,
+    inputs: dict[str, torch.Tensor],
+    *,
+    input_masks: torch.Tensor | None = None,
+    multimask_output: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like :func:`decode_candidates`, keeping per prompt the candidate with the best predicted IoU.
+
+    Returns:
+        ``logits`` ``(B, n, h, w)`` (low-res) and ``iou`` ``(B, n)`` predicted IoU.
+    """
+    masks, iou = decode_candidates(
+        model, image_embeddings, inputs, input_masks=input_masks, multimask_output=multimask_output
+    )
+    best = iou.argmax(dim=-1)
+    logits = torch.take_along_dim(masks, best[..., None, None, None], dim=2)[:, :, 0]
+    return logits, torch.take_along_dim(iou, best[..., None], dim=2)[..., 0]
+
+
+def combine_structures(logits: np.ndarray | torch.Tensor, structures: Sequence[str]) -> np.ndarray:
+    """One CAMUS label map from per-structure logits.
+
+    The rule: a structure claims a pixel where its logit is > 0 (probability > 0.5) and larger than the
+    logits of the structures it competes with; otherwise the pixel is background.
+
+    - Without ``lv_epi``: ``lv_endo`` (1), ``myo`` (2) and ``la`` (3) compete directly (argmax against
+      background).
+    - With ``lv_epi``: ``lv_epi`` and ``la`` compete first; the pixels won by ``lv_epi`` are the LV and
+      are split into cavity and myocardium: cavity where ``lv_endo``'s logit is > 0 (and above ``myo``'s
+      if given), else myocardium; without ``lv_endo``, cavity where ``myo``'s logit is <= 0. So the
+      cavity is always inside the predicted epicardium and the myocardium fills the rest of it.
+
+    Args:
+        logits: ``(n, H, W)`` logits, row ``i`` for ``structures[i]``.
+        structures: unique names from ``STRUCTURES``; ``lv_epi`` needs ``lv_endo`` or ``myo`` with it.
+
+    Returns:
+        ``(H, W)`` uint8 label map with ``LABELS`` values.
+    """
+    scores = (
+        logits.detach().float().cpu().numpy()
+        if isinstance(logits, torch.Tensor)
+        else np.asarray(logits, float)
+    )
+    if scores.ndim != 3 or scores.shape[0] != len(structures) or len(set(structures)) != len(structures):
+        raise ValueError(f"logits {scores.shape} must be (n, H, W) for {len(structures)} unique structures")
+    unknown = sorted(set(structures) - set(STRUCTURES))
+    if unknown:
+        raise KeyError(f"unknown structures {unknown}; choose from {sorted(STRUCTURES)}")
+    by_name = dict(zip(structures, scores, strict=True))
+    absent = np.full(scores.shape[1:], -np.inf)
+    endo, myo, la = (by_name.get(s, absent) for s in ("lv_endo", "myo", "la"))
+    if "lv_epi" not in by_name:
+        stacked = np.stack([np.zeros_like(endo), endo, myo, la])
+        values = np.array([LABELS["background"], LABELS["lv_endo"], LABELS["myo"], LABELS["la"]], np.uint8)
+        return values[np.argmax(stacked, axis=0)]
+    if "lv_endo" not in by_name and "myo" not in by_name:
+        raise ValueError("lv_epi alone cannot be split into cavity and myocardium: add lv_endo or myo")
+    outer = np.argmax(np.stack([np.zeros_like(la), by_name["lv_epi"], la]), axis=0)
+    cavity = (endo > 0) & (endo > myo) if "lv_endo" in by_name else myo <= 0
+    out = np.zeros(scores.shape[1:], np.uint8)
+    out[outer == 2] = LABELS["la"]
+    out[outer == 1] = LABELS["myo"]
+    out[(outer == 1) & cavity] = LABELS["lv_endo"]
+    return out
+
+
+def make_predict_fn(
+    model: SamModel, profile: PreprocessProfile, *, multimask_output: bool = False
+) -> PredictFn:
+    """A model-agnostic ``predict(image, prompts) -> masks`` for a ``SamModel`` and its profile.
+
+    The returned function preprocesses ``image`` ``(H, W)`` with ``profile``, maps ``prompts`` (px of
+    ``image``) into the model input, decodes all structures in one call and returns ``(n, H, W)`` bool
+    masks on the original grid. The image embedding of the last image is cached, so repeated prompts on
+    one image (click loops, jitter sweeps) run the encoder once.
+    """
+    from medsam_echo.data.transforms import preprocess
+
+    cache: dict[str, tuple] = {}
+    parameter = next(model.parameters())
+    device, dtype = parameter.device, parameter.dtype
+
+    def embed(image: np.ndarray):
+        key = hashlib.sha1(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()).hexdigest()
+        if key not in cache:
+            ready = preprocess(image, profile)
+            pixels = torch.from_numpy(ready.pixel_values)[None].to(device, dtype)
+            cache.clear()
+            cache[key] = (model.get_image_embeddings(pixels), ready.geometry)
+        return cache[key]
+
+    @torch.no_grad()
+    def predict(image: np.ndarray, prompts: Prompts) -> np.ndarray:
+        embeddings, geometry = embed(np.asarray(image))
+        inputs = to_model_inputs([prompts.to_input(geometry)], device)
+        logits, _ = decode_structures(model, embeddings, inputs, multimask_output=multimask_output)
+        return geometry.to_original(logits[0].float()).cpu().numpy() > 0
+
+    return predict

@@ -1,0 +1,171 @@
+"""Prompt robustness: Dice as a function of box jitter and of the number of correction clicks.
+
+Both sweeps take a ``predict(image, prompts) -> (n, H, W) bool`` callable (see
+``decode.make_predict_fn``), so any model can be compared on the same prompts: every random draw comes
+from a generator seeded by the case id (``eval_prompts.case_rng``).
+
+NoC@90 (number of clicks to reach Dice 0.90) follows the interactive-segmentation convention: clicks are
+simulated by ``next_click`` (most interior point of the largest error region) and a case that never
+reaches the target counts as ``max_clicks``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from medsam_echo.data.sample import EchoSample
+from medsam_echo.evaluation.metrics import dice
+from medsam_echo.prompts.boxes import box_from_mask, jitter_box
+from medsam_echo.prompts.clicks import next_click
+from medsam_echo.prompts.decode import PredictFn
+from medsam_echo.prompts.eval_prompts import case_rng
+from medsam_echo.prompts.points import most_interior_point
+from medsam_echo.prompts.policies import structure_masks
+from medsam_echo.prompts.prompt_set import Prompts
+
+
+def _labelled(sample: EchoSample) -> np.ndarray:
+    if sample.label is None:
+        raise ValueError(f"{sample.case_id}: sweeps need labelled samples")
+    return sample.label
+
+
+def jitter_sweep(
+    predict: PredictFn,
+    samples: Iterable[EchoSample],
+    structures: Sequence[str],
+    levels: Sequence[float],
+    *,
+    mode: str = "relative",
+    repeats: int = 1,
+) -> list[dict]:
+    """Dice of box prompts jittered by each of ``levels`` (``jitter_box`` amounts in ``mode``'s unit).
+
+    Repeat ``r`` of a case uses the same generator seed at every level, so in ``relative`` and ``mm``
+    mode a larger level moves every side further in the same direction (common random numbers).
+
+    Returns:
+        One row per case, repeat, level and structure: ``case_id``, ``structure``, ``level``,
+        ``repeat``, ``dice``.
+    """
+    rows = []
+    for sample in samples:
+        gt = structure_masks(_labelled(sample), structures)
+        tight = [box_from_mask(m) for m in gt]
+        for repeat in range(repeats):
+            for level in levels:
+                rng = case_rng(sample.case_id, f"jitter/{mode}/{repeat}")
+                boxes = np.stack(
+                    [
+                        jitter_box(
+                            b, rng, mode, image_shape=gt.shape[1:], amount=level, spacing=sample.spacing
+                        )
+                        for b in tight
+                    ]
+                )
+                pred = predict(sample.image, Prompts(tuple(structures), boxes=boxes))
+                for i, name in enumerate(structures):
+                    row = {
+                        "case_id": sample.case_id,
+                        "structure": name,
+                        "level": float(level),
+                        "repeat": repeat,
+                    }
+                    rows.append({**row, "dice": dice(pred[i], gt[i])})
+    return rows
+
+
+def _clicks(pred: np.ndarray, gt: np.ndarray, prompts: Prompts | None) -> tuple[np.ndarray, np.ndarray]:
+    """Next click per structure; a perfect structure repeats its last click (shapes stay equal)."""
+    xy, labels = [], []
+    for i in range(gt.shape[0]):
+        click = next_click(pred[i], gt[i])
+        if click is None:
+            last = prompts is not None and prompts.points is not None
+            click = (
+                (prompts.points[i, -1], prompts.labels[i, -1]) if last else (most_interior_point(gt[i]), 1)
+            )
+        xy.append(click[0])
+        labels.append(click[1])
+    return np.stack(xy), np.array(labels)
+
+
+def click_sweep(
+    predict: PredictFn,
+    samples: Iterable[EchoSample],
+    structures: Sequence[str],
+    *,
+    max_clicks: int = 10,
+    start: str = "none",
+) -> list[dict]:
+    """Dice after each simulated correction click, all structures of an image clicked together.
+
+    Args:
+        predict: ``(image, prompts) -> (n, H, W)`` bool masks.
+        samples: labelled samples.
+        structures: structures to segment.
+        max_clicks: clicks per structure.
+        start: ``"none"`` (the first click is the most interior point of the structure) or ``"box"``
+            (a tight box first, reported as click 0, then clicks on its errors).
+
+    Returns:
+        One row per case, structure and click count: ``case_id``, ``structure``, ``clicks``, ``dice``.
+    """
+    if start not in ("none", "box"):
+        raise ValueError(f"start must be 'none' or 'box', got {start!r}")
+    if max_clicks < 1:
+        raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
+    rows = []
+    for sample in samples:
+        gt = structure_masks(_labelled(sample), structures)
+        prompts, pred = None, np.zeros_like(gt)
+        if start == "box":
+            prompts = Prompts(tuple(structures), boxes=np.stack([box_from_mask(m) for m in gt]))
+            pred = predict(sample.image, prompts)
+        for clicks in range(0 if start == "box" else 1, max_clicks + 1):
+            if clicks:
+                xy, labels = _clicks(pred, gt, prompts)
+                if prompts is None:
+                    prompts = Prompts(tuple(structures), points=xy[:, None], labels=labels[:, None])
+                else:
+                    prompts = prompts.add_clicks(xy, labels)
+                pred = predict(sample.image, prompts)
+            for i, name in enumerate(structures):
+                rows.append(
+                    {
+                        "case_id": sample.case_id,
+                        "structure": name,
+                        "clicks": clicks,
+                        "dice": dice(pred[i], gt[i]),
+                    }
+                )
+    return rows
+
+
+def noc(dices: Sequence[float], target: float = 0.90) -> int:
+    """Clicks needed to reach ``target`` Dice, from the Dice after 1, 2, ... clicks; ``len(dices)`` if never."""
+    reached = np.flatnonzero(np.asarray(dices) >= target)
+    return int(reached[0]) + 1 if reached.size else len(dices)
+
+
+def noc_table(rows: Iterable[dict], target: float = 0.90) -> list[dict]:
+    """NoC per case and structure from :func:`click_sweep` rows (click 0, a box, is not a click)."""
+    curves: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+    for row in rows:
+        if row["clicks"] > 0:
+            curves[row["case_id"], row["structure"]].append((row["clicks"], row["dice"]))
+    return [
+        {"case_id": case, "structure": name, "noc": noc([d for _, d in sorted(curve)], target)}
+        for (case, name), curve in curves.items()
+    ]
+
+
+def mean_by(rows: Iterable[dict], key: str, value: str = "dice") -> dict[tuple, float]:
+    """Mean of ``value`` grouped by ``(structure, row[key])``, e.g. mean Dice per jitter level."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for row in rows:
+        groups[row["structure"], row[key]].append(row[value])
+    return {group: float(np.mean(values)) for group, values in sorted(groups.items())}

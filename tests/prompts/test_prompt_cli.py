@@ -1,0 +1,52 @@
+"""The fit-view-prior and prompt-sweep commands, end to end on a synthetic CAMUS release."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medsam_echo import cli
+from medsam_echo.data.synthetic import make_camus
+from medsam_echo.models.convert import save_sam
+from medsam_echo.models.profile import get_profile
+from medsam_echo.models.registry import build_sam
+from medsam_echo.prompts.auto import ViewPrior
+
+
+@pytest.fixture(scope="module")
+def camus(tmp_path_factory):
+    return make_camus(tmp_path_factory.mktemp("camus"), patients=5, size=(64, 48), frames=0)
+
+
+def test_fit_view_prior_writes_a_loadable_prior(camus, tmp_path, capsys):
+    code = cli.main(["fit-view-prior", "--data", str(camus), "--out", str(tmp_path), "--check-split", "val"])
+    assert code == 0
+    prior = ViewPrior.load(tmp_path)
+    assert set(prior.boxes) == {"2CH", "4CH"} and prior.counts == {"2CH": 6, "4CH": 6}  # 3 patients x ED, ES
+    out = capsys.readouterr().out
+    assert "prior box IoU on val: lv_endo" in out
+
+
+def test_prompt_sweep_reports_dice_and_noc(camus, tmp_path, capsys):
+    model_dir = save_sam(build_sam("tiny"), get_profile("medsam", 128), tmp_path / "tiny")
+    out_json = tmp_path / "sweep.json"
+    argv = ["prompt-sweep", "--model", str(model_dir), "--data", str(camus), "--limit", "2"]
+    argv += [
+        "--levels",
+        "0",
+        "0.1",
+        "--max-clicks",
+        "2",
+        "--structures",
+        "lv_endo",
+        "la",
+        "--out",
+        str(out_json),
+    ]
+    assert cli.main(argv) == 0
+    result = json.loads(out_json.read_text())
+    assert len(result["jitter"]) == 2 * 2 * 2 and len(result["clicks"]) == 2 * 2 * 2
+    assert set(result["summary"]["noc90"]) == {"lv_endo", "la"}
+    assert all(1 <= v <= 2 for v in result["summary"]["noc90"].values())
+    assert "noc90: " in capsys.readouterr().out
