@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("medsam_echo.data.cli", "inspect a dataset: `data summary ROOT [--json]`"),
     "fit-view-prior": ("medsam_echo.prompts.prior_cli", "fit the automatic-prompt view prior on a split"),
     "prompt-sweep": ("medsam_echo.prompts.sweep_cli", "Dice vs box jitter and clicks (NoC@90)"),
+    "predict": ("medsam_echo.inference.predict_cli", "segment a CAMUS split or image files (label maps, overlays, COCO)"),
 }
 
 

@@ -79,10 +79,16 @@ def load_trained(trained_dir: str | Path, *, base: str | Path | None = None, **l
     method = MethodConfig.from_dict(json.loads((trained_dir / METHOD_FILE).read_text()))
     info = json.loads((trained_dir / BASE_FILE).read_text())
     profile = PreprocessProfile.from_dict(info["profile"], source=str(trained_dir / BASE_FILE))
-    loaded = load_sam(base or info["base"], profile=profile, **load_kwargs)
+    loaded = load_sam(base or _resolve_base(info["base"], trained_dir), profile=profile, **load_kwargs)
     model = apply_method(loaded.model, method)
     _load_trained_weights(model, trained_dir / TRAINED_FILE)
     return model.eval(), loaded
+
+
+def _resolve_base(base: str, trained_dir: Path) -> str:
+    """A base recorded relative to the trained-weights directory (a run's own ``base/``) or as given."""
+    local = trained_dir / base
+    return str(local) if not Path(base).is_absolute() and local.exists() else base
 
 
 def _load_trained_weights(model: nn.Module, path: Path) -> None:

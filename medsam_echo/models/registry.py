@@ -58,11 +58,15 @@ def build_sam(name: str, *, seed: int = 0, device: str | torch.device = "cpu") -
 def _init_like_segment_anything(model: SamModel) -> None:
     """PyTorch's default initialisation for every layer, as segment-anything trains from.
 
-    transformers initialises the image encoder with ``vision_config.initializer_range = 1e-10``, which
-    is meant to be overwritten by pretrained weights; a model trained from scratch (the quickstart)
-    would start with a dead encoder whose embeddings are ~1e-20.
+    transformers' own initialisation is meant to be overwritten by pretrained weights: a model trained
+    from scratch (the quickstart) would start with a dead image encoder (embeddings ~1e-20) and
+    prompt positions encoded at useless frequencies.
     """
     for module in model.modules():
         if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Embedding,
                                torch.nn.LayerNorm)):
             module.reset_parameters()
+    # segment-anything's PositionEmbeddingRandom draws its Fourier matrix with scale 1; transformers uses
+    # std = hidden_size / 2 (384 for ViT-B), frequencies so high that prompt coordinates become noise.
+    with torch.no_grad():
+        model.shared_image_embedding.positional_embedding.normal_(0.0, 1.0)

@@ -1,0 +1,254 @@
+"""Experiment configuration: typed dataclass groups, YAML files, dotted ``key=value`` overrides.
+
+Every key is checked: an unknown key or a value of the wrong type is an error naming the dotted key
+(``optim.lr: expected float, got 'fast'``). The resolved config is written next to every run.
+
+    config = load_config("configs/quickstart.yaml", overrides=["optim.lr=3e-4", "train.max_steps=50"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from medsam_echo.adapters.methods import MethodConfig
+from medsam_echo.prompts.policies import PromptPolicyConfig
+
+_YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    """source: checkpoint (.pth / .safetensors / HF dir / hub id) or ``scratch:<architecture>`` (e.g.
+    ``scratch:tiny``) to train a randomly initialised model. profile: override the preprocessing profile
+    (``sam`` / ``medsam``). gradient_checkpointing: recompute image-encoder activations in backward."""
+
+    source: str = "scratch:tiny"
+    profile: str | None = None
+    attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class AugmentSection:
+    """Seeded training augmentations (off by default; refused with the embedding cache)."""
+
+    enabled: bool = False
+    gamma: list[float] = field(default_factory=lambda: [0.7, 1.5])
+    contrast: list[float] = field(default_factory=lambda: [0.8, 1.25])
+    speckle: float = 0.1
+    rotation_deg: float = 10.0
+    scale: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    translate: float = 0.05
+
+
+@dataclass
+class DataConfig:
+    """root: dataset folder (CAMUS 2019 / 2023 release, folder or COCO dataset). synthetic_patients: when
+    > 0 and ``root`` does not exist yet, a synthetic CAMUS dataset of that many patients is written there
+    first. structures: what the model learns to segment, one prompt each. max_*_samples: 0 = all."""
+
+    root: str = ""
+    synthetic_patients: int = 0
+    synthetic_size: list[int] = field(default_factory=lambda: [192, 160])
+    train_split: str = "train"
+    val_split: str = "val"
+    views: list[str] = field(default_factory=lambda: ["2CH", "4CH"])
+    phases: list[str] = field(default_factory=lambda: ["ED", "ES"])
+    structures: list[str] = field(default_factory=lambda: ["lv_endo", "myo", "la"])
+    max_train_samples: int = 0
+    max_val_samples: int = 0
+    num_workers: int = 0
+    preprocess_cache: bool = True
+    augment: AugmentSection = field(default_factory=AugmentSection)
+
+
+@dataclass
+class LossConfig:
+    """Weights of the loss terms. multimask: ``auto`` predicts 3 masks when a prompt is a single point
+    (ambiguous) and supervises the best one, else 1; ``always`` / ``never`` force it."""
+
+    dice: float = 1.0
+    bce: float = 1.0
+    focal: float = 0.0
+    focal_gamma: float = 2.0
+    iou: float = 1.0
+    multimask: str = "auto"
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup and cosine decay to ``min_lr_ratio * lr``."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings. max_steps: 0 = run ``epochs`` epochs. mixed_precision: ``no`` / ``bf16`` / ``fp16``.
+    embedding_cache: ``auto`` (on when the image encoder is frozen and unadapted and there is no
+    augmentation), ``true`` (required: an error if impossible) or ``false``."""
+
+    seed: int = 0
+    epochs: int = 1
+    max_steps: int = 0
+    batch_size: int = 2
+    eval_batch_size: int = 4
+    mixed_precision: str = "no"
+    save_every_steps: int = 0
+    eval_every_epochs: int = 1
+    log_every_steps: int = 10
+    embedding_cache: bool | str = "auto"
+    embedding_cache_dir: str = ""
+    tensorboard: bool = False
+    eval_prompt: str = "box"
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: what model, which method, on what data, trained how."""
+
+    output_dir: str = "runs/experiment"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompts: PromptPolicyConfig = field(default_factory=PromptPolicyConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _choice("loss.multimask", self.loss.multimask, ("auto", "always", "never"))
+        _choice("train.mixed_precision", self.train.mixed_precision, ("no", "bf16", "fp16"))
+        if self.train.embedding_cache not in (True, False, "auto"):
+            raise ConfigError(f"train.embedding_cache: {self.train.embedding_cache!r} is not one of [true, false, 'auto']")
+        _choice("train.eval_prompt", self.train.eval_prompt, ("box", "points", "box_points"))
+        if self.optim.grad_accum < 1 or self.train.batch_size < 1:
+            raise ConfigError("optim.grad_accum and train.batch_size must be >= 1")
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
+
+
+def _coerce(value, hint, key: str):
+    """Check ``value`` against the type ``hint`` (recursing into dataclasses and lists)."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0])
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        k_type, v_type = typing.get_args(hint)
+        return {_coerce(k, k_type, key): _coerce(v, v_type, f"{key}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str) and _YAML11_FLOAT.match(value.strip()):
+        return float(value)  # PyYAML (YAML 1.1) reads `1e-4` as a string; it is a float
+    if hint in (int, float, str, bool) and type(value) is not hint:
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls, data, prefix: str):
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key(s) {[where + k for k in unknown]}; known: {sorted(hints)}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{prefix or 'config'}: {err}") from err
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set dotted ``key=value`` pairs in a nested dict (values parsed as YAML: ``1e-4``, ``true``, ``[1, 2]``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        node = data
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r}: {part!r} is not a group")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def config_from_dict(data: dict) -> ExperimentConfig:
+    """Validate a nested dict into an :class:`ExperimentConfig`."""
+    return _build(ExperimentConfig, data, "")
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    try:
+        return config_from_dict(apply_overrides(data, list(overrides)))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}" if path else str(err)) from None
+
+
+def to_dict(config) -> dict:
+    """Plain nested dict (for YAML / JSON)."""
+    return dataclasses.asdict(config)
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    return path

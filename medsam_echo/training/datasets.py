@@ -1,0 +1,74 @@
+"""Open the train and validation splits a config names (generating synthetic data on first use)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.data import Subset
+
+from medsam_echo.data.camus import CamusDataset
+from medsam_echo.data.synthetic import make_camus
+from medsam_echo.models.profile import PreprocessProfile
+from medsam_echo.training.config import ConfigError, ExperimentConfig
+from medsam_echo.training.data import PreprocessedSet, augment_config_from
+
+
+def open_split(root: str | Path, split: str, *, views, phases):
+    """The ``split`` of the dataset at ``root``: a CAMUS release, a folder dataset or a COCO JSON file."""
+    root = Path(root)
+    if root.suffix.lower() == ".json":
+        from medsam_echo.data.coco import CocoDataset
+
+        return CocoDataset(root, split=split)
+    if (root / "dataset.yaml").is_file():
+        from medsam_echo.data.folder import FolderDataset
+
+        return FolderDataset(root, split)
+    return CamusDataset(root, split, views=views, phases=phases)
+
+
+def ensure_synthetic(cfg: ExperimentConfig, accelerator) -> None:
+    """Write the synthetic dataset the config asks for, once, on the main process."""
+    root = Path(cfg.data.root)
+    if cfg.data.synthetic_patients <= 0 or root.exists():
+        return
+    if accelerator.is_main_process:
+        accelerator.print(f"writing {cfg.data.synthetic_patients} synthetic patients to {root}")
+        make_camus(root, patients=cfg.data.synthetic_patients, seed=cfg.train.seed,
+                   size=tuple(cfg.data.synthetic_size), frames=0)
+    accelerator.wait_for_everyone()
+
+
+def build_datasets(cfg: ExperimentConfig, profile: PreprocessProfile, accelerator):
+    """``(train_set, val_set)`` as :class:`PreprocessedSet`; validation keeps the original label maps."""
+    if not cfg.data.root:
+        raise ConfigError("data.root: no dataset given")
+    data = cfg.data
+    if "test" in (data.train_split, data.val_split):
+        raise ConfigError("data.train_split / data.val_split: the test split is for final evaluation only")
+    ensure_synthetic(cfg, accelerator)
+    train = open_split(data.root, data.train_split, views=data.views, phases=data.phases)
+    val = open_split(data.root, data.val_split, views=data.views, phases=data.phases)
+    if len(train) == 0 or len(val) == 0:
+        raise ConfigError(f"{data.root}: split {data.train_split!r} has {len(train)} images and "
+                          f"{data.val_split!r} has {len(val)}; both need at least one")
+    if data.max_train_samples:
+        train = _head(train, data.max_train_samples)
+    if data.max_val_samples:
+        val = _head(val, data.max_val_samples)
+    cache_dir = Path(cfg.output_dir) / "preprocess_cache" if data.preprocess_cache else None
+    train_set = PreprocessedSet(train, profile, augment_config=augment_config_from(data.augment),
+                                seed=cfg.train.seed, cache_dir=cache_dir)
+    val_set = PreprocessedSet(val, profile, keep_original=True)
+    return train_set, val_set
+
+
+class _Head(Subset):
+    """The first ``n`` items, keeping ``source_files`` for the caches."""
+
+    def source_files(self, index: int):
+        return self.dataset.source_files(self.indices[index])
+
+
+def _head(dataset, n: int):
+    return _Head(dataset, list(range(min(n, len(dataset)))))

@@ -1,0 +1,247 @@
+"""The training loop on Accelerate: one function that reads top to bottom.
+
+Runs the same under ``medsam-echo train``, ``accelerate launch -m medsam_echo.train`` and
+``torchrun --nproc_per_node N -m medsam_echo.train`` (gloo on CPU, NCCL on GPUs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from medsam_echo.adapters.persist import save_trained
+from medsam_echo.models.convert import save_sam
+from medsam_echo.training.batches import make_train_prompts, structure_targets
+from medsam_echo.training.checkpoint import (
+    Progress,
+    install_trained_only_hooks,
+    latest_checkpoint,
+    save_checkpoint,
+)
+from medsam_echo.training.config import ConfigError, ExperimentConfig, save_config
+from medsam_echo.training.data import EpochShuffle, collate
+from medsam_echo.training.datasets import build_datasets
+from medsam_echo.training.embedding_cache import EmbeddedSet, EmbeddingCache, item_key, model_key
+from medsam_echo.training.losses import sam_loss
+from medsam_echo.training.model import PromptedSam, build_training_model, describe, encoder_is_cacheable
+from medsam_echo.training.validate import validate
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (non-finite loss, inconsistent resume)."""
+
+
+@dataclass
+class TrainResult:
+    """What a run ends with: the last validation record and this process's trained model."""
+
+    record: dict
+    model: torch.nn.Module
+    step: int
+
+
+def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
+    """Train ``cfg``; writes everything under ``cfg.output_dir`` (see the README's run layout)."""
+    out = Path(cfg.output_dir)
+    accelerator = Accelerator(
+        # Without a GPU, Accelerate only forms a gloo process group (torchrun, accelerate launch) when
+        # told to run on the CPU; otherwise every process would train alone.
+        cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
+        mixed_precision=cfg.train.mixed_precision,
+        gradient_accumulation_steps=cfg.optim.grad_accum,
+        log_with="tensorboard" if cfg.train.tensorboard else None,
+        project_dir=str(out),
+    )
+    set_seed(cfg.train.seed)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    built = build_training_model(
+        cfg.model.source, cfg.method, profile=cfg.model.profile, seed=cfg.train.seed,
+        attn_implementation=cfg.model.attn_implementation, gradient_checkpointing=cfg.model.gradient_checkpointing,
+    )
+    base_ref = _write_base(accelerator, cfg, built, out)
+    accelerator.print(f"method {cfg.method.name} on {cfg.model.source} (profile {built.profile.name})\n{describe(built.model)}")
+
+    train_set, val_set = build_datasets(cfg, built.profile, accelerator)
+    train_set = _maybe_embedding_cache(cfg, built, train_set, accelerator)
+    sampler = EpochShuffle(len(train_set), cfg.train.seed)
+    loader = DataLoader(train_set, batch_size=cfg.train.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=cfg.data.num_workers, collate_fn=collate, pin_memory=torch.cuda.is_available())
+    val_loader = DataLoader(val_set, batch_size=cfg.train.eval_batch_size, collate_fn=collate,
+                            num_workers=cfg.data.num_workers)
+    if len(loader) == 0:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the {len(train_set)} training images")
+
+    trainable = [p for p in built.model.parameters() if p.requires_grad]
+    accelerator.print(f"optimizing {sum(p.numel() for p in trainable):,} parameters in {len(trainable)} tensors")
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                  betas=tuple(cfg.optim.betas), fused=torch.cuda.is_available() or None)
+    steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / cfg.optim.grad_accum)
+    total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg, total_steps))
+    model = PromptedSam(built.model)
+    # The scheduler is stepped here once per optimizer step, not handed to Accelerate: its prepared
+    # scheduler advances num_processes times per step, which would change the schedule with the GPU count.
+    model, optimizer, loader, val_loader = accelerator.prepare(model, optimizer, loader, val_loader)
+    install_trained_only_hooks(accelerator)
+    if cfg.train.tensorboard:
+        accelerator.init_trackers("tensorboard")
+
+    progress = Progress()
+    if resume and (checkpoint := latest_checkpoint(out)) is not None:
+        accelerator.load_state(str(checkpoint))
+        progress = Progress.load(checkpoint)
+        for _ in range(progress.step):  # the schedule is a function of the step alone
+            scheduler.step()
+        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    batches_done = progress.step * cfg.optim.grad_accum
+    start_epoch, skip = divmod(batches_done, len(loader))
+
+    record: dict = {}
+    bar = tqdm(total=total_steps, initial=progress.step, disable=not accelerator.is_local_main_process)
+    for epoch in range(start_epoch, max(cfg.train.epochs, start_epoch + 1) if not cfg.train.max_steps else 10**9):
+        if progress.step >= total_steps:
+            break
+        sampler.set_epoch(epoch)  # image order of this epoch, the same for any process count
+        train_set.set_epoch(epoch)  # augmentation stream of this epoch
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        losses = []
+        for i, batch in enumerate(batches, start=skip):
+            with accelerator.accumulate(model):
+                loss, parts = _step_loss(cfg, model, batch, epoch, i, accelerator)
+                _check_finite(loss, accelerator, progress, epoch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss))
+            if not accelerator.sync_gradients:
+                continue
+            progress.step += 1
+            bar.update(1)
+            if progress.step % cfg.train.log_every_steps == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-cfg.train.log_every_steps:]):.4f}")
+                accelerator.log({"train/loss": float(loss), "train/lr": scheduler.get_last_lr()[0], **{f"train/{k}": v for k, v in parts.items()}}, step=progress.step)
+            if cfg.train.save_every_steps and progress.step % cfg.train.save_every_steps == 0:
+                save_checkpoint(accelerator, out, progress)
+            if progress.step >= total_steps:
+                break
+        skip = 0
+        epoch_done = progress.step % steps_per_epoch == 0 or progress.step >= total_steps
+        if epoch_done and ((epoch + 1) % cfg.train.eval_every_epochs == 0 or progress.step >= total_steps):
+            record = _evaluate_and_log(cfg, model, val_loader, accelerator, built, base_ref, progress, epoch, losses)
+            save_checkpoint(accelerator, out, progress)
+    bar.close()
+    _save_final(accelerator, cfg, model, built, base_ref, out / "model")
+    accelerator.end_training()
+    return TrainResult(record, accelerator.unwrap_model(model).model, progress.step)
+
+
+def _write_base(accelerator, cfg: ExperimentConfig, built, out: Path) -> str:
+    """A scratch model's initial weights are written to ``OUT/base`` so the run's model can be rebuilt."""
+    if not built.from_scratch:
+        local = Path(cfg.model.source)
+        return str(local.resolve()) if local.exists() else cfg.model.source  # a file, or a hub id
+    if accelerator.is_main_process:
+        save_sam(built.base_model, built.profile, out / "base")
+    accelerator.wait_for_everyone()
+    return "../base"
+
+
+def _maybe_embedding_cache(cfg: ExperimentConfig, built, train_set, accelerator):
+    mode = cfg.train.embedding_cache
+    cacheable = encoder_is_cacheable(cfg.method)
+    if mode is False or (mode == "auto" and (not cacheable or cfg.data.augment.enabled)):
+        return train_set
+    if not cacheable:
+        raise ConfigError(f"train.embedding_cache=true: method {cfg.method.name!r} changes the image encoder; "
+                          "its embeddings cannot be cached")
+    if cfg.data.augment.enabled:
+        raise ConfigError("train.embedding_cache=true with data.augment.enabled=true: augmented images have no "
+                          "fixed embedding; disable one of them")
+    directory = Path(cfg.train.embedding_cache_dir or Path(cfg.output_dir) / "embedding_cache")
+    encoder = built.base_model.vision_encoder.to(accelerator.device).eval()
+    cache = EmbeddingCache(directory, model_key(encoder, built.profile))
+    keys = [item_key(train_set, i) for i in range(len(train_set))]
+    done = cache.fill(train_set, keys, lambda x: encoder(x)[0], rank=accelerator.process_index,
+                      world=accelerator.num_processes, batch_size=cfg.train.eval_batch_size, device=accelerator.device)
+    accelerator.wait_for_everyone()
+    accelerator.print(f"embedding cache {cache.directory}: {len(keys)} images ({done} computed by process 0)")
+    return EmbeddedSet(train_set, cache, keys)
+
+
+def _step_loss(cfg: ExperimentConfig, model, batch: dict, epoch: int, index: int, accelerator):
+    """Prompts for the batch, the forward (with refinement rounds) and the loss."""
+    labels = batch["labels"].cpu().numpy()
+    prompts, inputs, multimask, refine, rounds = make_train_prompts(
+        cfg, labels, batch["index"].tolist(), epoch, index, accelerator.device
+    )
+    targets = structure_targets(labels, cfg.data.structures, accelerator.device)
+    kwargs = ({"image_embeddings": batch["image_embeddings"]} if "image_embeddings" in batch
+              else {"pixel_values": batch["pixel_values"]})
+    logits, iou = model(inputs, multimask_output=multimask, refine=refine, rounds=rounds, **kwargs)
+    loss = cfg.loss
+    return sam_loss(logits, iou, targets, batch["valid_size"], dice=loss.dice, bce=loss.bce, focal=loss.focal,
+                    focal_gamma=loss.focal_gamma, iou=loss.iou)
+
+
+def _check_finite(loss: torch.Tensor, accelerator, progress: Progress, epoch: int) -> None:
+    finite = torch.isfinite(loss.detach()).float().reshape(1)
+    if accelerator.num_processes > 1:
+        finite = accelerator.reduce(finite, reduction="sum") / accelerator.num_processes
+    if float(finite) < 1.0:
+        raise TrainingError(
+            f"non-finite loss at step {progress.step + 1} (epoch {epoch}); stopping. The last good checkpoint "
+            f"is kept under {Path(accelerator.project_dir) / 'checkpoints'}; lower optim.lr, raise "
+            "optim.warmup_steps or use train.mixed_precision=bf16 instead of fp16, then --resume."
+        )
+
+
+def _warmup_cosine(cfg: ExperimentConfig, total_steps: int):
+    warmup, floor = cfg.optim.warmup_steps, cfg.optim.min_lr_ratio
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _evaluate_and_log(cfg, model, val_loader, accelerator, built, base_ref, progress, epoch, losses) -> dict:
+    dice = validate(cfg, model, val_loader, accelerator)
+    record = {"step": progress.step, "epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
+              "val_dice": float(np.mean(list(dice.values())))}
+    record.update({f"val_dice_{name}": value for name, value in dice.items()})
+    accelerator.log({f"val/{k}": v for k, v in record.items() if k.startswith("val_")}, step=progress.step)
+    accelerator.print(json.dumps(record))
+    if record["val_dice"] > progress.best_dice:
+        progress.best_dice, progress.best_step = record["val_dice"], progress.step
+        _save_final(accelerator, cfg, model, built, base_ref, Path(cfg.output_dir) / "best")
+    if accelerator.is_main_process:
+        with open(Path(cfg.output_dir) / "metrics.jsonl", "a") as stream:
+            stream.write(json.dumps(record) + "\n")
+    return record
+
+
+def _save_final(accelerator, cfg, model, built, base_ref: str, directory: Path) -> None:
+    """Trained weights + method + base reference; loads with ``load_trained`` and ``medsam-echo predict``."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        inner = accelerator.unwrap_model(model).model
+        save_trained(inner, cfg.method, directory, base=base_ref, profile=built.profile)
+    accelerator.wait_for_everyone()

@@ -1,0 +1,109 @@
+"""The model being trained: base checkpoint + method, wrapped so one ``forward`` does a whole step.
+
+``PromptedSam.forward`` runs the image encoder once (or takes cached embeddings), then the decoder for
+every refinement round, so Accelerate / DDP see a single forward per step whatever the prompt policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from medsam_echo.adapters.freezing import format_summary, parameter_summary
+from medsam_echo.adapters.methods import METHODS, MethodConfig, apply_method
+from medsam_echo.models.loader import load_sam
+from medsam_echo.models.profile import PreprocessProfile, get_profile
+from medsam_echo.models.registry import build_sam
+from medsam_echo.prompts.decode import decode_candidates
+
+SCRATCH = "scratch:"
+
+
+@dataclass
+class BuiltModel:
+    """The prepared model and where its base weights came from."""
+
+    model: nn.Module
+    profile: PreprocessProfile
+    base_model: nn.Module
+    from_scratch: bool
+
+
+def build_training_model(source: str, method: MethodConfig, *, profile: str | None, seed: int,
+                         attn_implementation: str = "sdpa", gradient_checkpointing: bool = False) -> BuiltModel:
+    """Load ``source`` (or build ``scratch:<architecture>``) and apply ``method``."""
+    if source.startswith(SCRATCH):
+        base = build_sam(source[len(SCRATCH):], seed=seed)
+        base.config._attn_implementation = attn_implementation
+        chosen = get_profile(profile or "sam", base.config.vision_config.image_size)
+        scratch = True
+    else:
+        loaded = load_sam(source, profile=profile, attn_implementation=attn_implementation)
+        base, chosen, scratch = loaded.model, loaded.profile, False
+    base.train()
+    if gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = apply_method(base, method)
+    return BuiltModel(model, chosen, base, scratch)
+
+
+def encoder_is_cacheable(method: MethodConfig) -> bool:
+    """True when image embeddings never change during training (frozen encoder, no adapter or LoRA in it)."""
+    _, _, _, lora_encoder, _, adapters = METHODS[method.name]
+    return not (method.trains()["image_encoder"] or lora_encoder or adapters)
+
+
+def describe(model: nn.Module) -> str:
+    """The parameter table printed at the start of a run."""
+    return format_summary(parameter_summary(model))
+
+
+class PromptedSam(nn.Module):
+    """``SamModel`` (possibly peft-wrapped) with the training step's forward.
+
+    Args:
+        model: the prepared model from :func:`build_training_model`.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, S, S)`` -> ``(B, C, S/16, S/16)`` image embeddings (with gradients when they train)."""
+        return self.model.vision_encoder(pixel_values)[0]
+
+    def forward(
+        self,
+        prompts: dict[str, torch.Tensor],
+        *,
+        pixel_values: torch.Tensor | None = None,
+        image_embeddings: torch.Tensor | None = None,
+        multimask_output: bool = False,
+        refine: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
+        rounds: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training forward.
+
+        Args:
+            prompts: ``SamModel`` prompt tensors in model-input px (``input_boxes`` ``(B, n, 4)``, ...).
+            pixel_values: ``(B, 3, S, S)``, or ``None`` with ``image_embeddings`` given.
+            image_embeddings: ``(B, C, h, w)`` cached embeddings.
+            multimask_output: 3 candidates per prompt instead of 1 (final round).
+            refine: maps the previous round's low-res logits ``(B, n, h, w)`` to the next prompts
+                (with ``input_masks``); used for ``rounds`` extra rounds, run without gradients.
+            rounds: number of refinement rounds before the supervised one.
+
+        Returns:
+            ``(logits (B, n, m, h, w), iou (B, n, m))`` of the final round.
+        """
+        if image_embeddings is None:
+            image_embeddings = self.encode(pixel_values)
+        for _ in range(rounds):
+            with torch.no_grad():
+                logits, _ = decode_candidates(self.model, image_embeddings.detach(), prompts, multimask_output=False)
+            prompts = refine(logits[:, :, 0])
+        return decode_candidates(self.model, image_embeddings, prompts, multimask_output=multimask_output)
