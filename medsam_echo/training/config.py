@@ -101,13 +101,15 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """Loop settings. max_steps: 0 = run ``epochs`` epochs. mixed_precision: ``no`` / ``bf16`` / ``fp16``.
+    """Loop settings. max_steps: 0 = run ``epochs`` epochs. max_minutes: wall-clock budget (0 = none); when
+    spent, the run validates, checkpoints and saves its model. mixed_precision: ``no`` / ``bf16`` / ``fp16``.
     embedding_cache: ``auto`` (on when the image encoder is frozen and unadapted and there is no
     augmentation), ``true`` (required: an error if impossible) or ``false``."""
 
     seed: int = 0
     epochs: int = 1
     max_steps: int = 0
+    max_minutes: float = 0.0
     batch_size: int = 2
     eval_batch_size: int = 4
     mixed_precision: str = "no"

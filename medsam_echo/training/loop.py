@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,19 +74,17 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
     accelerator.print(f"method {cfg.method.name} on {cfg.model.source} (profile {built.profile.name})\n{describe(built.model)}")
 
     train_set, val_set = build_datasets(cfg, built.profile, accelerator)
-    train_set = _maybe_embedding_cache(cfg, built, train_set, accelerator)
+    train_set = maybe_embedding_cache(cfg, built, train_set, accelerator)
     sampler = EpochShuffle(len(train_set), cfg.train.seed)
-    loader = DataLoader(train_set, batch_size=cfg.train.batch_size, sampler=sampler, drop_last=True,
-                        num_workers=cfg.data.num_workers, collate_fn=collate, pin_memory=torch.cuda.is_available())
+    loader = train_loader(cfg, train_set, sampler)
     val_loader = DataLoader(val_set, batch_size=cfg.train.eval_batch_size, collate_fn=collate,
                             num_workers=cfg.data.num_workers)
     if len(loader) == 0:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the {len(train_set)} training images")
 
-    trainable = [p for p in built.model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(cfg, built.model)
+    trainable = [p for group in optimizer.param_groups for p in group["params"]]
     accelerator.print(f"optimizing {sum(p.numel() for p in trainable):,} parameters in {len(trainable)} tensors")
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-                                  betas=tuple(cfg.optim.betas), fused=torch.cuda.is_available() or None)
     steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / cfg.optim.grad_accum)
     total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg, total_steps))
@@ -108,25 +107,16 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
     start_epoch, skip = divmod(batches_done, len(loader))
 
     record: dict = {}
+    clock = _Deadline(cfg.train.max_minutes, accelerator)
     bar = tqdm(total=total_steps, initial=progress.step, disable=not accelerator.is_local_main_process)
-    for epoch in range(start_epoch, max(cfg.train.epochs, start_epoch + 1) if not cfg.train.max_steps else 10**9):
-        if progress.step >= total_steps:
-            break
+    epoch = start_epoch
+    while progress.step < total_steps and not clock.expired:
         sampler.set_epoch(epoch)  # image order of this epoch, the same for any process count
         train_set.set_epoch(epoch)  # augmentation stream of this epoch
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         losses = []
         for i, batch in enumerate(batches, start=skip):
-            with accelerator.accumulate(model):
-                loss, parts = _step_loss(cfg, model, batch, epoch, i, accelerator)
-                _check_finite(loss, accelerator, progress, epoch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                optimizer.step()
-                if accelerator.sync_gradients:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+            loss, parts = train_step(cfg, accelerator, model, optimizer, scheduler, batch, (epoch, i), progress)
             losses.append(float(loss))
             if not accelerator.sync_gradients:
                 continue
@@ -134,20 +124,41 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
             bar.update(1)
             if progress.step % cfg.train.log_every_steps == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-cfg.train.log_every_steps:]):.4f}")
-                accelerator.log({"train/loss": float(loss), "train/lr": scheduler.get_last_lr()[0], **{f"train/{k}": v for k, v in parts.items()}}, step=progress.step)
+                accelerator.log({"train/loss": float(loss), "train/lr": scheduler.get_last_lr()[0],
+                                 **{f"train/{k}": v for k, v in parts.items()}}, step=progress.step)
             if cfg.train.save_every_steps and progress.step % cfg.train.save_every_steps == 0:
                 save_checkpoint(accelerator, out, progress)
-            if progress.step >= total_steps:
+            if progress.step >= total_steps or clock.check():
                 break
         skip = 0
-        epoch_done = progress.step % steps_per_epoch == 0 or progress.step >= total_steps
-        if epoch_done and ((epoch + 1) % cfg.train.eval_every_epochs == 0 or progress.step >= total_steps):
+        last = progress.step >= total_steps or clock.expired
+        if last or (epoch + 1) % cfg.train.eval_every_epochs == 0:
             record = _evaluate_and_log(cfg, model, val_loader, accelerator, built, base_ref, progress, epoch, losses)
             save_checkpoint(accelerator, out, progress)
+        epoch += 1
     bar.close()
     _save_final(accelerator, cfg, model, built, base_ref, out / "model")
     accelerator.end_training()
     return TrainResult(record, accelerator.unwrap_model(model).model, progress.step)
+
+
+class _Deadline:
+    """``train.max_minutes``: a wall-clock budget all processes agree on (checked once per step)."""
+
+    def __init__(self, minutes: float, accelerator) -> None:
+        self.limit = minutes * 60.0
+        self.start = time.monotonic()
+        self.accelerator = accelerator
+        self.expired = False
+
+    def check(self) -> bool:
+        if self.limit <= 0:
+            return False
+        over = torch.tensor([float(time.monotonic() - self.start > self.limit)], device=self.accelerator.device)
+        self.expired = bool(self.accelerator.reduce(over, reduction="sum") > 0)
+        if self.expired:
+            self.accelerator.print(f"train.max_minutes={self.limit / 60:g} reached: evaluating and saving")
+        return self.expired
 
 
 def _write_base(accelerator, cfg: ExperimentConfig, built, out: Path) -> str:
@@ -161,7 +172,8 @@ def _write_base(accelerator, cfg: ExperimentConfig, built, out: Path) -> str:
     return "../base"
 
 
-def _maybe_embedding_cache(cfg: ExperimentConfig, built, train_set, accelerator):
+def maybe_embedding_cache(cfg: ExperimentConfig, built, train_set, accelerator):
+    """``train_set`` wrapped to serve cached image embeddings when ``train.embedding_cache`` allows it."""
     mode = cfg.train.embedding_cache
     cacheable = encoder_is_cacheable(cfg.method)
     if mode is False or (mode == "auto" and (not cacheable or cfg.data.augment.enabled)):
@@ -181,6 +193,44 @@ def _maybe_embedding_cache(cfg: ExperimentConfig, built, train_set, accelerator)
     accelerator.wait_for_everyone()
     accelerator.print(f"embedding cache {cache.directory}: {len(keys)} images ({done} computed by process 0)")
     return EmbeddedSet(train_set, cache, keys)
+
+
+def train_loader(cfg: ExperimentConfig, train_set, sampler) -> DataLoader:
+    """Training batches; pinned host memory on CUDA so the copy to the GPU can overlap compute."""
+    return DataLoader(train_set, batch_size=cfg.train.batch_size, sampler=sampler, drop_last=True,
+                      num_workers=cfg.data.num_workers, collate_fn=collate, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=cfg.data.num_workers > 0)
+
+
+def make_optimizer(cfg: ExperimentConfig, model: torch.nn.Module) -> torch.optim.AdamW:
+    """AdamW over the parameters that require grad; the fused kernel on CUDA (one launch per step)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                             betas=tuple(cfg.optim.betas), fused=torch.cuda.is_available() or None)
+
+
+def train_step(cfg: ExperimentConfig, accelerator, model, optimizer, scheduler, batch: dict,
+               position: tuple[int, int], progress: Progress) -> tuple[torch.Tensor, dict[str, float]]:
+    """One micro-batch: prompts, forward, loss, backward and (at an accumulation boundary) the update.
+
+    Args:
+        position: ``(epoch, batch index)``, which seeds the batch's prompts.
+
+    Returns:
+        ``(loss, parts)`` as :func:`~medsam_echo.training.losses.sam_loss`.
+    """
+    epoch, index = position
+    with accelerator.accumulate(model):
+        loss, parts = _step_loss(cfg, model, batch, epoch, index, accelerator)
+        _check_finite(loss, accelerator, progress, epoch)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        if accelerator.sync_gradients:
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss, parts
 
 
 def _step_loss(cfg: ExperimentConfig, model, batch: dict, epoch: int, index: int, accelerator):

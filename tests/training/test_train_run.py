@@ -126,3 +126,13 @@ def test_embedding_cache_refuses_augmentation(camus_root, tmp_path, capsys):
 def test_test_split_is_never_trained_on(camus_root, tmp_path, capsys):
     assert train_main(["--config", QUICKSTART, *tiny_overrides(camus_root, tmp_path / "r", "data.val_split=test")]) == 2
     assert "test split is for final evaluation only" in capsys.readouterr().err
+
+
+def test_time_budget_stops_with_validation_and_a_saved_model(camus_root, tmp_path):
+    out = tmp_path / "run"
+    args = ["--config", QUICKSTART, *tiny_overrides(camus_root, out, "train.max_minutes=0.0001", "train.epochs=50")]
+    assert train_main(args) == 0
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == 1  # the budget is checked after every step
+    assert (out / "model" / "trained.safetensors").is_file()
+    assert (out / "checkpoints" / "latest").read_text() == "step-00000001"
