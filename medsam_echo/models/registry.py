@@ -17,6 +17,7 @@ ARCHITECTURES: dict[str, tuple[int, int, int, list[int], int, int, int, int, int
     "vit_l": (1024, 24, 16, [5, 11, 17, 23], 1024, 16, 14, 256, 256),
     "vit_h": (1280, 32, 16, [7, 15, 23, 31], 1024, 16, 14, 256, 256),
     "tiny": (64, 4, 4, [1, 3], 128, 8, 4, 64, 64),
+    "small": (256, 6, 8, [2, 5], 256, 8, 8, 256, 256),  # CPU benchmarks: 32 x 32 tokens, ViT-B's decoder
 }
 
 # Hub ids users pass, and the preprocessing their weights expect.

@@ -31,12 +31,15 @@ class ConfigError(ValueError):
 class ModelConfig:
     """source: checkpoint (.pth / .safetensors / HF dir / hub id) or ``scratch:<architecture>`` (e.g.
     ``scratch:tiny``) to train a randomly initialised model. profile: override the preprocessing profile
-    (``sam`` / ``medsam``). gradient_checkpointing: recompute image-encoder activations in backward."""
+    (``sam`` / ``medsam``). gradient_checkpointing: recompute image-encoder activations in backward.
+    compile_encoder: ``torch.compile`` the image encoder (pays off on long GPU runs: the first step
+    compiles for a minute or more; see benchmarks/README.md)."""
 
     source: str = "scratch:tiny"
     profile: str | None = None
     attn_implementation: str = "sdpa"
     gradient_checkpointing: bool = False
+    compile_encoder: bool = False
 
 
 @dataclass

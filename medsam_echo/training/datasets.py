@@ -9,6 +9,7 @@ from torch.utils.data import Subset
 from medsam_echo.data.camus import CamusDataset
 from medsam_echo.data.synthetic import make_camus
 from medsam_echo.models.profile import PreprocessProfile
+from medsam_echo.prompts.auto import ViewPrior
 from medsam_echo.training.config import ConfigError, ExperimentConfig
 from medsam_echo.training.data import PreprocessedSet, augment_config_from
 
@@ -25,6 +26,18 @@ def open_split(root: str | Path, split: str, *, views, phases):
 
         return FolderDataset(root, split)
     return CamusDataset(root, split, views=views, phases=phases)
+
+
+def fit_view_prior(dataset, structures, accelerator) -> ViewPrior | None:
+    """The automatic-prompt prior (mean normalised box per view and structure) of the training split,
+    saved with every model the run writes; ``None``, with the reason printed, when images have no view."""
+    if not accelerator.is_main_process:
+        return None
+    try:
+        return ViewPrior.fit((dataset[i] for i in range(len(dataset))), structures)
+    except ValueError as err:
+        accelerator.print(f"no view prior saved with the model ({err}); `predict --prompt auto` will need --view-prior")
+        return None
 
 
 def ensure_synthetic(cfg: ExperimentConfig, accelerator) -> None:

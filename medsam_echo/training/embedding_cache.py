@@ -8,6 +8,8 @@ embedding is computed once, split across processes, and stored under
 
 with ``model key`` = hash of the image-encoder weights + preprocessing profile, and ``image key`` = hash
 of the image's source files (or pixels) + profile. A changed checkpoint, profile or image thus misses.
+Each entry also holds the image's label map and unpadded size at the model input, so that an epoch
+from the cache reads one small file per image and never decodes, hashes or normalises the image again.
 
 Augmentations change the pixels and so the embeddings: the cache refuses datasets with augmentation
 (``train.embedding_cache=auto`` turns itself off when ``data.augment.enabled`` is true).
@@ -28,10 +30,13 @@ from torch.utils.data import Dataset
 from medsam_echo.data.cache import content_key
 from medsam_echo.models.profile import PreprocessProfile
 
+FORMAT = "embedding-fp16+labels/2"  # part of the model key: entries of an older layout miss
+
 
 def model_key(vision_encoder: torch.nn.Module, profile: PreprocessProfile) -> str:
     """Hash of the encoder's weights (names, dtypes, bytes) and the profile."""
     digest = hashlib.blake2b(digest_size=16)
+    digest.update(FORMAT.encode())
     digest.update(json.dumps(profile.to_dict(), sort_keys=True).encode())
     for name, tensor in sorted(vision_encoder.state_dict().items()):
         digest.update(name.encode())
@@ -59,19 +64,23 @@ class EmbeddingCache:
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.safetensors"
 
-    def save(self, key: str, embedding: torch.Tensor) -> None:
-        """Store ``(C, h, w)`` as fp16, atomically."""
+    def save(self, key: str, embedding: torch.Tensor, labels: torch.Tensor, valid_size: torch.Tensor) -> None:
+        """Store, atomically, ``(C, h, w)`` as fp16 with the ``(S, S)`` label map and ``(2,)`` unpadded ``(h, w)``."""
+        tensors = {"embedding": embedding.detach().to("cpu", torch.float16).contiguous(),
+                   "labels": labels.to("cpu").contiguous(), "valid_size": valid_size.to("cpu", torch.int64)}
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         os.close(fd)
         try:
-            save_file({"embedding": embedding.detach().to("cpu", torch.float16).contiguous()}, tmp)
+            save_file(tensors, tmp)
             os.replace(tmp, self.path(key))
         finally:
             Path(tmp).unlink(missing_ok=True)
 
-    def load(self, key: str) -> torch.Tensor:
-        """``(C, h, w)`` float32."""
-        return load_file(str(self.path(key)))["embedding"].float()
+    def load(self, key: str) -> dict[str, torch.Tensor]:
+        """``{"image_embeddings": (C, h, w) float32, "labels": (S, S), "valid_size": (2,) int64}``."""
+        stored = load_file(str(self.path(key)))
+        return {"image_embeddings": stored["embedding"].float(), "labels": stored["labels"],
+                "valid_size": stored["valid_size"]}
 
     @torch.no_grad()
     def fill(self, preprocessed_set, keys: list[str], encode, *, rank: int = 0, world: int = 1,
@@ -84,14 +93,19 @@ class EmbeddingCache:
         todo = [i for i in range(rank, len(keys), world) if not self.path(keys[i]).is_file()]
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
-            pixels = torch.stack([preprocessed_set[i]["pixel_values"] for i in chunk]).to(device)
-            for i, embedding in zip(chunk, encode(pixels), strict=True):
-                self.save(keys[i], embedding)
+            items = [preprocessed_set[i] for i in chunk]
+            pixels = torch.stack([item["pixel_values"] for item in items]).to(device)
+            for i, item, embedding in zip(chunk, items, encode(pixels), strict=True):
+                self.save(keys[i], embedding, item["labels"], item["valid_size"])
         return len(todo)
 
 
 class EmbeddedSet(Dataset):
-    """Items of a preprocessed set with ``image_embeddings`` (from the cache) instead of ``pixel_values``."""
+    """Items of a preprocessed set with ``image_embeddings`` instead of ``pixel_values``, all from the cache.
+
+    ``preprocessed_set`` itself is not read per item (only its epoch is forwarded): the cache entry has
+    everything a frozen-encoder step needs.
+    """
 
     def __init__(self, preprocessed_set, cache: EmbeddingCache, keys: list[str]) -> None:
         self.base = preprocessed_set
@@ -105,7 +119,5 @@ class EmbeddedSet(Dataset):
         self.base.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> dict:
-        item = dict(self.base[index])
-        del item["pixel_values"]
-        item["image_embeddings"] = self.cache.load(self.keys[index])
-        return item
+        """``{"index", "labels" (S, S), "valid_size" (2,), "image_embeddings" (C, h, w)}``."""
+        return {"index": index, **self.cache.load(self.keys[index])}

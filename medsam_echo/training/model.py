@@ -17,6 +17,7 @@ from medsam_echo.adapters.methods import METHODS, MethodConfig, apply_method
 from medsam_echo.models.loader import load_sam
 from medsam_echo.models.profile import PreprocessProfile, get_profile
 from medsam_echo.models.registry import build_sam
+from medsam_echo.prompts.auto import ViewPrior
 from medsam_echo.prompts.decode import decode_candidates
 
 SCRATCH = "scratch:"
@@ -30,14 +31,20 @@ class BuiltModel:
     profile: PreprocessProfile
     base_model: nn.Module
     from_scratch: bool
+    view_prior: ViewPrior | None = None
 
 
 def build_training_model(source: str, method: MethodConfig, *, profile: str | None, seed: int,
-                         attn_implementation: str = "sdpa", gradient_checkpointing: bool = False) -> BuiltModel:
-    """Load ``source`` (or build ``scratch:<architecture>``) and apply ``method``."""
+                         attn_implementation: str = "sdpa", gradient_checkpointing: bool = False,
+                         compile_encoder: bool = False) -> BuiltModel:
+    """Load ``source`` (or build ``scratch:<architecture>``) and apply ``method``.
+
+    ``compile_encoder`` compiles the image encoder in place (``nn.Module.compile``), so parameter names,
+    checkpoints and peft wrapping are unchanged.
+    """
     if source.startswith(SCRATCH):
         base = build_sam(source[len(SCRATCH):], seed=seed)
-        base.config._attn_implementation = attn_implementation
+        set_attention(base, attn_implementation)
         chosen = get_profile(profile or "sam", base.config.vision_config.image_size)
         scratch = True
     else:
@@ -47,7 +54,27 @@ def build_training_model(source: str, method: MethodConfig, *, profile: str | No
     if gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = apply_method(base, method)
+    if compile_encoder:
+        base.vision_encoder.compile()
     return BuiltModel(model, chosen, base, scratch)
+
+
+def set_attention(model: nn.Module, implementation: str) -> None:
+    """Switch a built ``SamModel`` to ``"sdpa"`` (fused kernels) or ``"eager"`` attention, in place.
+
+    ``SamModel`` picks its image-encoder attention class from the config when it is constructed, so
+    changing the config afterwards leaves the encoder as it was; the two classes share their parameters
+    and differ only in ``forward``, so the modules are re-classed. The mask decoder reads the config at
+    every call.
+    """
+    from transformers.models.sam.modeling_sam import SAM_VISION_ATTENTION_CLASSES
+
+    if implementation not in SAM_VISION_ATTENTION_CLASSES:
+        raise ValueError(f"model.attn_implementation: {implementation!r} is not one of "
+                         f"{sorted(SAM_VISION_ATTENTION_CLASSES)}")
+    model.config._attn_implementation = implementation
+    for layer in model.vision_encoder.layers:
+        layer.attn.__class__ = SAM_VISION_ATTENTION_CLASSES[implementation]
 
 
 def encoder_is_cacheable(method: MethodConfig) -> bool:

@@ -24,6 +24,7 @@ def test_smoke_run_writes_config_metrics_and_a_loadable_model(camus_root, tmp_pa
     out = tmp_path / "run"
     assert train_main(["--config", QUICKSTART, *tiny_overrides(camus_root, out, "train.max_steps=3")]) == 0
     assert {"config.yaml", "metrics.jsonl", "model", "best", "checkpoints", "base"} <= {p.name for p in out.iterdir()}
+    assert (out / "model" / "view_prior.json").is_file()  # automatic prompts come with the model
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["step"] == 3 and {"epoch", "val_dice", "val_dice_lv_endo", "val_dice_myo", "val_dice_la"} <= set(record)
     model, loaded = load_trained(out / "model")

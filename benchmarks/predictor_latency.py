@@ -1,0 +1,104 @@
+"""Prompt-to-mask latency of ``EchoPredictor`` after ``set_image``, with a ViT-B-sized decoder.
+
+The image encoder only runs once per image (``set_image``), so it is made tiny here; the prompt encoder
+and mask decoder have ViT-B's size (256 wide, 1024 px input, 64 x 64 embeddings, 256 px low-res
+masks), with random weights: latency does not depend on their values. One round trip is
+``predictor.predict(boxes=..., structure=...)``: prompt checks, the mapping into the model input, the
+decoder, and the masks mapped back onto the original grid. Target: < 50 ms on a 2-core CPU. Both
+decoder precisions are timed (``SamEngine(decoder_precision="fp32" | "bf16")``). Other processes on the
+machine slow every figure: the load average is printed with them.
+
+    python benchmarks/predictor_latency.py [--height 843 --width 630] [--repeats 60] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+from transformers import SamConfig, SamModel
+
+from medsam_echo.inference.engines import DECODER_PRECISIONS, SamEngine
+from medsam_echo.inference.predictor import EchoPredictor
+from medsam_echo.models.profile import get_profile
+from medsam_echo.models.registry import sam_config
+
+
+def vit_b_decoder_model() -> SamModel:
+    """ViT-B's prompt encoder and mask decoder behind a one-block, 32-wide image encoder at 1024 px."""
+    base = sam_config("vit_b").to_dict()
+    base["vision_config"].update(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=1, global_attn_indexes=[0], mlp_dim=64
+    )
+    config = SamConfig(
+        vision_config=base["vision_config"],
+        prompt_encoder_config=base["prompt_encoder_config"],
+        mask_decoder_config=base["mask_decoder_config"],
+    )
+    torch.manual_seed(0)
+    return SamModel(config).eval()
+
+
+def time_round_trips(
+    predictor: EchoPredictor, box: list[int], repeats: int, *, multimask: bool = False
+) -> list[tuple[float, float]]:
+    """``(wall, cpu)`` milliseconds of ``repeats`` predict calls (after 3 warm-up calls).
+
+    CPU time is this process's, summed over its threads: on a machine shared with other jobs it is the
+    figure that does not grow with their load (with one thread it is the compute cost of a call).
+    """
+    for _ in range(3):
+        predictor.predict(boxes=box, structure="lv_endo", multimask=multimask)
+    times = []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        predictor.predict(boxes=box, structure="lv_endo", multimask=multimask)
+        times.append(((time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000))
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--height", type=int, default=843, help="original image height, px")
+    parser.add_argument("--width", type=int, default=630, help="original image width, px")
+    parser.add_argument("--repeats", type=int, default=60, help="timed calls per case, over 4 rounds")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model = vit_b_decoder_model()
+    n_decoder = sum(p.numel() for p in model.mask_decoder.parameters())
+    image = np.random.default_rng(0).integers(0, 255, (args.height, args.width), dtype=np.uint8)
+    box = [args.width // 4, args.height // 5, args.width * 3 // 4, args.height * 3 // 5]
+    print(
+        f"mask decoder {n_decoder / 1e6:.2f} M parameters; image {args.height} x {args.width} px; "
+        f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    predictors = {}
+    for precision in DECODER_PRECISIONS:
+        predictors[precision] = EchoPredictor(
+            SamEngine(model, get_profile("sam", 1024), decoder_precision=precision)
+        )
+        predictors[precision].set_image(image)
+    cases = [(precision, multimask) for precision in DECODER_PRECISIONS for multimask in (False, True)]
+    times: dict[tuple[str, bool], list[tuple[float, float]]] = {case: [] for case in cases}
+    for round_ in range(4):  # interleaved A B B A, so a load that comes and goes hits every case alike
+        for precision, multimask in cases if round_ % 2 == 0 else cases[::-1]:
+            times[(precision, multimask)] += time_round_trips(
+                predictors[precision], box, args.repeats // 4, multimask=multimask
+            )
+    for (precision, multimask), pairs in times.items():
+        wall, cpu = np.array(pairs).T
+        label = "1 box -> 3 masks" if multimask else "1 box -> 1 mask"
+        print(
+            f"{precision} {label}: wall median {np.median(wall):.1f} ms, p90 {np.percentile(wall, 90):.1f} ms; "
+            f"CPU median {np.median(cpu):.1f} ms (n={len(wall)})"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Benchmarks: our training engine against a MedSAM-style baseline (``medsam-echo bench``)."""
