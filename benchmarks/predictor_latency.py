@@ -5,10 +5,11 @@ and mask decoder have ViT-B's size (256 wide, 1024 px input, 64 x 64 embeddings,
 masks), with random weights: latency does not depend on their values. One round trip is
 ``predictor.predict(boxes=..., structure=...)``: prompt checks, the mapping into the model input, the
 decoder, and the masks mapped back onto the original grid. Target: < 50 ms on a 2-core CPU. Both
-decoder precisions are timed (``SamEngine(decoder_precision="fp32" | "bf16")``). Other processes on the
-machine slow every figure: the load average is printed with them.
+decoder precisions are timed (``SamEngine(decoder_precision="fp32" | "bf16")``), and with ``--compile``
+a ``torch.compile``'d decoder too. Other processes on the machine slow every figure: the load average
+is printed with them, and CPU time (which their load does not inflate) beside the wall time.
 
-    python benchmarks/predictor_latency.py [--height 843 --width 630] [--repeats 60] [--threads 2]
+    python benchmarks/predictor_latency.py [--height 843 --width 630] [--repeats 60] [--threads 2] [--compile]
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=630, help="original image width, px")
     parser.add_argument("--repeats", type=int, default=60, help="timed calls per case, over 4 rounds")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd decoder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -77,24 +79,35 @@ def main() -> None:
         f"mask decoder {n_decoder / 1e6:.2f} M parameters; image {args.height} x {args.width} px; "
         f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
+    variants = {precision: {"decoder_precision": precision} for precision in DECODER_PRECISIONS}
+    if args.compile:  # a separate model: compiling is in place
+        variants["fp32+compile"] = {"compile_decoder": True, "model": vit_b_decoder_model()}
+        variants["bf16+compile"] = {
+            "compile_decoder": True,
+            "decoder_precision": "bf16",
+            "model": variants["fp32+compile"]["model"],
+        }
     predictors = {}
-    for precision in DECODER_PRECISIONS:
-        predictors[precision] = EchoPredictor(
-            SamEngine(model, get_profile("sam", 1024), decoder_precision=precision)
-        )
-        predictors[precision].set_image(image)
-    cases = [(precision, multimask) for precision in DECODER_PRECISIONS for multimask in (False, True)]
+    for name, options in variants.items():
+        engine_model = options.pop("model", model)
+        predictors[name] = EchoPredictor(SamEngine(engine_model, get_profile("sam", 1024), **options))
+        predictors[name].set_image(image)
+        start = time.perf_counter()
+        predictors[name].predict(boxes=box)
+        predictors[name].predict(boxes=box, multimask=True)
+        print(f"{name}: first calls {time.perf_counter() - start:.1f} s (compilation, if any)")
+    cases = [(name, multimask) for name in variants for multimask in (False, True)]
     times: dict[tuple[str, bool], list[tuple[float, float]]] = {case: [] for case in cases}
     for round_ in range(4):  # interleaved A B B A, so a load that comes and goes hits every case alike
-        for precision, multimask in cases if round_ % 2 == 0 else cases[::-1]:
-            times[(precision, multimask)] += time_round_trips(
-                predictors[precision], box, args.repeats // 4, multimask=multimask
+        for name, multimask in cases if round_ % 2 == 0 else cases[::-1]:
+            times[(name, multimask)] += time_round_trips(
+                predictors[name], box, args.repeats // 4, multimask=multimask
             )
-    for (precision, multimask), pairs in times.items():
+    for (name, multimask), pairs in times.items():
         wall, cpu = np.array(pairs).T
         label = "1 box -> 3 masks" if multimask else "1 box -> 1 mask"
         print(
-            f"{precision} {label}: wall median {np.median(wall):.1f} ms, p90 {np.percentile(wall, 90):.1f} ms; "
+            f"{name} {label}: wall median {np.median(wall):.1f} ms, p90 {np.percentile(wall, 90):.1f} ms; "
             f"CPU median {np.median(cpu):.1f} ms (n={len(wall)})"
         )
     print(f"load average after: {os.getloadavg()[0]:.1f}")

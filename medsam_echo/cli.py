@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit-view-prior": ("medsam_echo.prompts.prior_cli", "fit the automatic-prompt view prior on a split"),
     "prompt-sweep": ("medsam_echo.prompts.sweep_cli", "Dice vs box jitter and clicks (NoC@90)"),
     "predict": ("medsam_echo.inference.predict_cli", "segment a CAMUS split or image files (label maps, overlays, COCO)"),
+    "bench": ("medsam_echo.bench.runner", "time training (ours vs a MedSAM-style baseline), cache, inference"),
 }
 
 

@@ -1,0 +1,174 @@
+"""Clinician-in-the-loop prompting, without any UI: the state behind the notebook widget.
+
+A :class:`PromptSession` holds a few frames (typically a patient's 2CH / 4CH views at ED and ES), and
+for each frame and structure the history of the user's actions: a box, or clicks (positive /
+negative). Each action is answered at once by the predictor; a click refines the previous mask (its
+low-res logits are fed back, as SAM does). ``undo`` drops the last action of the current frame and
+structure, so the previous mask is back exactly. Label maps combine the structures with
+``prompts.decode.combine_structures``; :meth:`PromptSession.ejection_fraction` computes the biplane EF
+once the four CAMUS frames are segmented; :meth:`PromptSession.export` writes it all.
+
+Switching frames re-runs the image encoder (``set_image``); everything else is a decoder call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medsam_echo.data.io import write_image
+from medsam_echo.data.sample import STRUCTURES, EchoSample
+from medsam_echo.inference.predictor import EchoPredictor, Prediction
+from medsam_echo.prompts.decode import combine_structures
+
+ACTIONS = ("box", "click")
+
+
+class PromptSession:
+    """Interactive prompting over frames (``EchoSample``; labels unused) with one predictor.
+
+    Args:
+        predictor: any :class:`EchoPredictor` (a model or ``baseline:ellipse``).
+        frames: the images, keyed by their ``case_id`` (unique); ``view`` / ``phase`` (``2CH``/``4CH``,
+            ``ED``/``ES``) are needed for the EF only.
+        structures: the structures offered; default the predictor's.
+    """
+
+    def __init__(
+        self, predictor: EchoPredictor, frames: Sequence[EchoSample], structures: Sequence[str] | None = None
+    ) -> None:
+        if not frames:
+            raise ValueError("a prompting session needs at least one frame")
+        self.frames = {frame.case_id: frame for frame in frames}
+        if len(self.frames) != len(frames):
+            raise ValueError(f"frame case_ids must be unique, got {[f.case_id for f in frames]}")
+        self.structures = tuple(structures or predictor.structures)
+        unknown = sorted(set(self.structures) - set(STRUCTURES))
+        if unknown:
+            raise KeyError(f"unknown structures {unknown}; choose from {sorted(STRUCTURES)}")
+        self.predictor = predictor
+        # (frame, structure) -> [(action, Prediction)], oldest first
+        self._history: dict[tuple[str, str], list[tuple[tuple, Prediction]]] = {}
+        self.frame = ""
+        self.structure = self.structures[0]
+        self.select_frame(frames[0].case_id)
+
+    def select_frame(self, case_id: str) -> None:
+        """Make ``case_id`` the current frame (runs the image encoder)."""
+        if case_id not in self.frames:
+            raise KeyError(f"no frame {case_id!r}; frames are {sorted(self.frames)}")
+        frame = self.frames[case_id]
+        self.predictor.set_image(frame.image, frame.spacing)
+        self.frame = case_id
+
+    def select_structure(self, structure: str) -> None:
+        """Make ``structure`` the one the next actions prompt."""
+        if structure not in self.structures:
+            raise KeyError(f"structure {structure!r} not offered; choose from {self.structures}")
+        self.structure = structure
+
+    @property
+    def history(self) -> list[tuple[tuple, Prediction]]:
+        """The current frame's and structure's actions with their predictions, oldest first."""
+        return self._history.setdefault((self.frame, self.structure), [])
+
+    def add_box(self, box: Sequence[float]) -> np.ndarray:
+        """Prompt the current structure with an XYXY px box (starts it over); returns its ``(H, W)`` mask."""
+        prediction = self.predictor.predict(boxes=box, structure=self.structure)
+        self.history.append((("box", tuple(float(v) for v in box)), prediction))
+        return prediction.logits[0] > 0
+
+    def add_click(self, x: float, y: float, positive: bool = True) -> np.ndarray:
+        """Click at ``(x, y)`` px: refines the current mask, or starts one; returns the ``(H, W)`` mask."""
+        label = 1 if positive else 0
+        previous = self.history[-1][1] if self.history else None
+        if previous is None:  # a lone click is ambiguous: keep the best of SAM's three candidates
+            prediction = self.predictor.predict(
+                points=[[x, y]], point_labels=[label], structure=self.structure, multimask=True
+            )
+        else:
+            prediction = self.predictor.refine([[x, y]], [label], previous=previous)
+        self.history.append((("click", (float(x), float(y)), label), prediction))
+        return prediction.logits[0] > 0
+
+    def undo(self) -> bool:
+        """Drop the last action of the current frame and structure; False when there was none."""
+        if not self.history:
+            return False
+        self.history.pop()
+        return True
+
+    def clear(self) -> None:
+        """Drop every action of the current frame and structure."""
+        self.history.clear()
+
+    def logits(self, case_id: str | None = None) -> dict[str, np.ndarray]:
+        """``{structure: (H, W) logits}`` of the prompted structures of a frame (default: the current one)."""
+        case_id = case_id or self.frame
+        return {
+            s: self._history[(case_id, s)][-1][1].logits[0]
+            for s in self.structures
+            if self._history.get((case_id, s))
+        }
+
+    def masks(self, case_id: str | None = None) -> dict[str, np.ndarray]:
+        """``{structure: (H, W) bool}`` masks of the prompted structures of a frame."""
+        return {s: logit > 0 for s, logit in self.logits(case_id).items()}
+
+    def label_map(self, case_id: str | None = None) -> np.ndarray:
+        """``(H, W)`` uint8 CAMUS label map of a frame; all background before any prompt."""
+        case_id = case_id or self.frame
+        logits = self.logits(case_id)
+        if not logits:
+            return np.zeros(self.frames[case_id].image.shape[:2], np.uint8)
+        return combine_structures(np.stack(list(logits.values())), list(logits))
+
+    def ejection_fraction(self) -> dict[str, float]:
+        """Biplane ``edv_ml``, ``esv_ml`` and ``ef`` (%) from the 2CH / 4CH frames at ED and ES.
+
+        Raises:
+            ValueError: one of the four frames is missing (names it).
+        """
+        from medsam_echo.evaluation.clinical import biplane_volume, ejection_fraction
+
+        by_key = {(f.view, f.phase): f.case_id for f in self.frames.values()}
+        missing = [f"{v}_{p}" for v in ("2CH", "4CH") for p in ("ED", "ES") if (v, p) not in by_key]
+        if missing:
+            raise ValueError(f"the biplane EF needs 2CH and 4CH frames at ED and ES; missing {missing}")
+        volumes = {}
+        for phase in ("ED", "ES"):
+            two, four = (self.frames[by_key[(view, phase)]] for view in ("2CH", "4CH"))
+            volumes[phase] = biplane_volume(
+                self.label_map(two.case_id), two.spacing, self.label_map(four.case_id), four.spacing
+            )
+        return {
+            "edv_ml": volumes["ED"],
+            "esv_ml": volumes["ES"],
+            "ef": ejection_fraction(volumes["ED"], volumes["ES"]),
+        }
+
+    def export(self, out_dir: str | Path) -> dict:
+        """Write ``<case_id>.nii.gz`` label maps (with spacing) and ``session.json`` (prompts, EF if known).
+
+        Returns:
+            The content of ``session.json``.
+        """
+        out_dir = Path(out_dir)
+        record: dict = {"frames": {}, "structures": list(self.structures)}
+        for case_id, frame in self.frames.items():
+            write_image(out_dir / f"{case_id}.nii.gz", self.label_map(case_id), spacing=frame.spacing)
+            record["frames"][case_id] = {
+                s: [list(action) for action, _ in self._history.get((case_id, s), [])]
+                for s in self.structures
+            }
+        try:
+            record["clinical"] = {
+                k: (v if np.isfinite(v) else None) for k, v in self.ejection_fraction().items()
+            }
+        except ValueError as err:
+            record["clinical"] = {"error": str(err)}
+        (out_dir / "session.json").write_text(json.dumps(record, indent=2) + "\n")
+        return record

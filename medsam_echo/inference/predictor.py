@@ -1,0 +1,254 @@
+"""The predictor that notebooks and ``medsam-echo predict`` use: encode an image once, answer prompts fast.
+
+    predictor = EchoPredictor.from_source("runs/camus_lora")     # run dir, checkpoint or baseline:ellipse
+    predictor.set_image(image, spacing=(0.3, 0.15))              # (H, W) or (H, W, 3), any size and dtype
+    out = predictor.predict(boxes=[x0, y0, x1, y1], structure="lv_endo")
+    out.masks[0]                                                  # (H, W) bool on the original grid
+    out = predictor.refine(points=[[x, y]], point_labels=[0])     # a negative click, previous logits fed back
+    auto = predictor.segment(view="4CH")                          # no prompt at all: a CAMUS label map
+
+Coordinates are px of the image given to ``set_image``, ``(x, y)`` order; boxes XYXY with inclusive max
+indices. See :mod:`medsam_echo.inference.inputs` for what counts as a bad prompt and what is clipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from medsam_echo.inference.engines import Decoded, Encoded
+from medsam_echo.inference.inputs import check_image, check_points, make_prompts
+from medsam_echo.prompts.auto import ViewPrior, refine_boxes
+from medsam_echo.prompts.decode import combine_structures
+from medsam_echo.prompts.prompt_set import Prompts
+
+DEFAULT_STRUCTURES = ("lv_endo", "myo", "la")
+
+
+@dataclass
+class Prediction:
+    """Masks of ``n`` prompted structures (``m`` = 3 candidates with ``multimask``, else 1).
+
+    Attributes:
+        structures: the ``n`` names, in row order.
+        masks: ``(n, H, W)`` bool on the original grid, or ``(n, 3, H, W)`` with multimask.
+        scores: ``(n,)`` predicted IoU, or ``(n, 3)``.
+        low_res_logits: ``(n, h, w)`` float32 model-resolution logits (256 px for a 1024 px SAM),
+            or ``(n, 3, h, w)``.
+        best: ``(n,)`` index of the highest-scoring candidate of each structure.
+        logits: ``(n, H, W)`` float32 original-grid logits of the best candidates.
+        prompts: the validated prompts, in px of the original image.
+    """
+
+    structures: tuple[str, ...]
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+    best: np.ndarray
+    logits: np.ndarray
+    prompts: Prompts
+
+    def label_map(self) -> np.ndarray:
+        """``(H, W)`` uint8 CAMUS label map (``prompts.decode.combine_structures``) of named structures."""
+        return combine_structures(self.logits, self.structures)
+
+
+@dataclass
+class Segmentation:
+    """Result of the automatic mode: the label map, the view used and the prediction behind it."""
+
+    label_map: np.ndarray
+    view: str
+    prediction: Prediction
+
+
+class EchoPredictor:
+    """Interactive and automatic segmentation with one engine (a SAM model or a baseline).
+
+    Args:
+        engine: a :mod:`~medsam_echo.inference.engines` engine.
+        structures: what a label map is made of (``segment``, ``predict`` CLI); a run's training structures.
+        view_prior: boxes for the automatic mode, or a zero-argument callable that makes them on first use.
+        source: where the model came from, for messages.
+    """
+
+    def __init__(
+        self,
+        engine,
+        *,
+        structures: Sequence[str] = DEFAULT_STRUCTURES,
+        view_prior: ViewPrior | Callable[[], ViewPrior] | None = None,
+        source: str = "",
+    ) -> None:
+        self.engine = engine
+        self.structures = tuple(structures)
+        self.source = source
+        self._view_prior = view_prior
+        self._encoded: Encoded | None = None
+        self._image: np.ndarray | None = None
+        self.spacing: tuple[float, float] | None = None
+        self.last: Prediction | None = None
+
+    @classmethod
+    def from_source(cls, source: str, device: str | torch.device | None = None, **kwargs) -> EchoPredictor:
+        """A predictor for a model source (see :mod:`medsam_echo.inference.sources`).
+
+        Args:
+            source: a training run dir, its ``RUN/model``, any checkpoint ``load_sam`` reads (``.pth``,
+                ``.safetensors``, HF dir, hub id), or a baseline name (``baseline:ellipse``).
+            device: default CUDA when available, else the CPU.
+            **kwargs: ``view_prior`` (path or :class:`ViewPrior`) and ``structures``, overriding what the
+                run saved; ``decoder_precision`` (``"fp32"`` or ``"bf16"``) and ``compile_decoder``.
+        """
+        from medsam_echo.inference.sources import load_predictor
+
+        return load_predictor(source, device=device, **kwargs)
+
+    @property
+    def view_prior(self) -> ViewPrior | None:
+        """The automatic mode's view prior (fitted on first use when the run only says where its data is)."""
+        if callable(self._view_prior):
+            self._view_prior = self._view_prior()
+        return self._view_prior
+
+    @view_prior.setter
+    def view_prior(self, prior: ViewPrior | Callable[[], ViewPrior] | None) -> None:
+        self._view_prior = prior
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the current image."""
+        return self._require_image().image_size
+
+    def set_image(self, image: np.ndarray, spacing: tuple[float, float] | None = None) -> None:
+        """Run the image encoder once on ``image`` ``(H, W)`` / ``(H, W, 3)``; spacing ``(sx, sy)`` mm/px."""
+        image = check_image(image)
+        if spacing is not None and (len(spacing) != 2 or min(spacing) <= 0):
+            raise ValueError(f"spacing must be (sx, sy) mm per px, both > 0, got {spacing}")
+        self._encoded = self.engine.encode(image)
+        self._image, self.last = image, None
+        self.spacing = None if spacing is None else (float(spacing[0]), float(spacing[1]))
+
+    def _require_image(self) -> Encoded:
+        if self._encoded is None:
+            raise RuntimeError("no image: call set_image(image) first")
+        return self._encoded
+
+    def predict(
+        self,
+        boxes=None,
+        points=None,
+        point_labels=None,
+        structure: str | Sequence[str] | None = None,
+        multimask: bool = False,
+        mask_input: np.ndarray | torch.Tensor | None = None,
+    ) -> Prediction:
+        """Masks for ``n`` prompts, decoded in one batch.
+
+        Args:
+            boxes: ``(4,)`` or ``(n, 4)`` XYXY px (inclusive), or ``None``.
+            points: ``(k, 2)`` or ``(n, k, 2)`` ``(x, y)`` px, or ``None``.
+            point_labels: ``(k,)`` / ``(n, k)``, 1 positive, 0 negative; default all positive.
+            structure: a name per prompt (``"lv_endo"`` ...), needed for label maps.
+            multimask: three candidates per prompt (SAM's answer to an ambiguous single click).
+            mask_input: ``(n, h, w)`` previous low-res logits to refine.
+
+        Returns:
+            A :class:`Prediction` at the original resolution; also kept as :attr:`last` for :meth:`refine`.
+        """
+        encoded = self._require_image()
+        prompts = make_prompts(encoded.image_size, boxes, points, point_labels, structure)
+        return self._run(prompts, mask_input, multimask)
+
+    def refine(
+        self, points, point_labels=None, *, previous: Prediction | None = None, multimask: bool = False
+    ) -> Prediction:
+        """Add correction clicks to the previous prompts and decode again with its logits as mask input.
+
+        Args:
+            points: new clicks, ``(k, 2)`` for a one-structure prediction or ``(n, k, 2)``, ``(x, y)`` px.
+            point_labels: ``(k,)`` / ``(n, k)``, 1 positive, 0 negative; default positive.
+            previous: the prediction to refine; default :attr:`last`.
+            multimask: SAM uses a single mask once a click has disambiguated the prompt.
+        """
+        previous = previous or self.last
+        if previous is None:
+            raise RuntimeError("nothing to refine: call predict(...) first")
+        old = previous.prompts
+        xy, labels = check_points(points, point_labels, len(old.structures), self.image_size)
+        if old.points is not None:
+            xy = np.concatenate([old.points, xy], axis=1)
+            labels = np.concatenate([old.labels, labels], axis=1)
+        prompts = Prompts(old.structures, boxes=old.boxes, points=xy, labels=labels)
+        chosen = _take(previous.low_res_logits, previous.best)
+        return self._run(prompts, chosen, multimask)
+
+    def _run(self, prompts: Prompts, mask_input, multimask: bool) -> Prediction:
+        encoded = self._require_image()
+        if mask_input is not None:
+            mask_input = torch.as_tensor(np.asarray(mask_input, np.float32))
+            if mask_input.ndim != 3 or mask_input.shape[0] != len(prompts.structures):
+                raise ValueError(
+                    f"mask_input must be (n={len(prompts.structures)}, h, w), got {tuple(mask_input.shape)}"
+                )
+            mask_input = mask_input[:, None]
+        decoded: Decoded = self.engine.decode(encoded, prompts, mask_input=mask_input, multimask=multimask)
+        best = decoded.scores.argmax(axis=1)
+        low_res = decoded.low_res_logits.cpu().numpy()
+        squeeze = (lambda a: a) if multimask else (lambda a: a[:, 0])
+        self.last = Prediction(
+            structures=prompts.structures,
+            masks=squeeze(decoded.logits > 0),
+            scores=squeeze(decoded.scores),
+            low_res_logits=squeeze(low_res),
+            best=best,
+            logits=_take(decoded.logits, best),
+            prompts=prompts,
+        )
+        return self.last
+
+    def segment(
+        self, view: str | None = None, structures: Sequence[str] | None = None, n_iter: int = 2
+    ) -> Segmentation:
+        """Automatic mode: the view prior's boxes, refined on the model's own masks, as a label map.
+
+        Args:
+            view: ``"2CH"`` / ``"4CH"``; ``None`` tries every view of the prior and keeps the one whose
+                masks have the highest mean predicted IoU.
+            structures: default :attr:`structures`.
+            n_iter: box refinements (``prompts.auto.refine_boxes``).
+        """
+        encoded = self._require_image()
+        prior = self.view_prior
+        if prior is None:
+            raise RuntimeError(
+                f"{self.source or 'this model'} has no view prior for automatic prompts: make one with "
+                "`medsam-echo fit-view-prior --data ROOT --out view_prior.json` and pass it "
+                "(--view-prior PATH, or view_prior=PATH in Python)"
+            )
+        structures = tuple(structures or self.structures)
+        views = [view] if view is not None else sorted(prior.boxes)
+        results = []
+        for name in views:
+            start = prior.prompts(name, structures, encoded.image_size)
+            holder: dict[str, Prediction] = {}
+
+            def predict_fn(_image, prompts, holder=holder):
+                holder["last"] = self._run(prompts, None, False)
+                return holder["last"].masks
+
+            refine_boxes(predict_fn, self._image, start, n_iter)
+            results.append((float(holder["last"].scores.mean()), name, holder["last"]))
+        _, name, prediction = max(results, key=lambda item: item[0])
+        self.last = prediction
+        return Segmentation(prediction.label_map(), name, prediction)
+
+
+def _take(candidates, best: np.ndarray):
+    """``(n, m, ...)`` -> ``(n, ...)``: candidate ``best[i]`` of row ``i`` (no-op for ``(n, ...)`` input)."""
+    if candidates.ndim == 3:  # already one mask per structure
+        return candidates
+    return candidates[np.arange(len(best)), best]

@@ -1,0 +1,151 @@
+"""Where a predictor comes from: a training run, a trained-weights dir, any checkpoint, or a baseline.
+
+Accepted ``source`` values, tried in this order:
+
+1. a baseline name from ``engines.BASELINES`` (``baseline:ellipse``, alias ``box-ellipse``);
+2. a training output dir ``RUN`` (holding ``RUN/model/trained.safetensors``) or ``RUN/model`` itself
+   (``adapters.persist.save_trained``): base + method + trained weights, LoRA merged for speed;
+3. anything :func:`medsam_echo.models.loader.load_sam` reads (``.pth``, ``.safetensors``, HF dir, hub id).
+
+Automatic prompts need a :class:`~medsam_echo.prompts.auto.ViewPrior`. So that a clinician gets them
+without hand-work, the first of these is used:
+
+- ``view_prior=`` given (a path or a ViewPrior);
+- ``view_prior.json`` in ``RUN/model``, then in ``RUN``;
+- the training split of the run's own data (``data.root`` of ``RUN/config.yaml``), fitted on first use
+  of the automatic mode and saved as ``RUN/view_prior.json`` for next time.
+
+Otherwise the automatic mode raises an error that says how to provide one. A run's label-map
+structures come from ``data.structures`` of ``RUN/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from medsam_echo.data.sample import STRUCTURES
+from medsam_echo.inference.engines import BASELINES, SamEngine
+from medsam_echo.inference.predictor import DEFAULT_STRUCTURES, EchoPredictor
+from medsam_echo.prompts.auto import VIEW_PRIOR_FILENAME, ViewPrior
+
+log = logging.getLogger(__name__)
+TRAINED_FILE = "trained.safetensors"
+BASELINE_STRUCTURES = ("lv_endo", "lv_epi", "la")  # an ellipse per box: the epicardium is one, not the ring
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def trained_dir_of(source: str | Path) -> Path | None:
+    """The trained-weights dir of a run dir or of ``RUN/model``; ``None`` for other sources."""
+    path = Path(source)
+    for candidate in (path, path / "model"):
+        if (candidate / TRAINED_FILE).is_file():
+            return candidate
+    return None
+
+
+def run_config(trained_dir: Path) -> dict:
+    """``config.yaml`` of the run that wrote ``trained_dir`` (``RUN/model`` -> ``RUN``), or ``{}``."""
+    import yaml
+
+    path = trained_dir.parent / "config.yaml"
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of config groups")
+    return data
+
+
+def load_predictor(
+    source: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    view_prior: str | Path | ViewPrior | None = None,
+    structures: tuple[str, ...] | None = None,
+    decoder_precision: str = "fp32",
+    compile_decoder: bool = False,
+) -> EchoPredictor:
+    """An :class:`EchoPredictor` for ``source`` (module docstring for what is accepted).
+
+    Args:
+        source: run dir, ``RUN/model``, checkpoint, hub id or baseline name.
+        device: where the model runs; default CUDA when available.
+        view_prior: a ``view_prior.json`` path or a :class:`ViewPrior`, overriding the run's.
+        structures: label-map structures, overriding the run's ``data.structures``.
+        decoder_precision: ``"fp32"`` or ``"bf16"``; compile_decoder: ``torch.compile`` the mask decoder
+            (both: see :class:`~medsam_echo.inference.engines.SamEngine`).
+    """
+    options = {"decoder_precision": decoder_precision, "compile_decoder": compile_decoder}
+    name = str(source)
+    prior = ViewPrior.load(view_prior) if isinstance(view_prior, (str, Path)) else view_prior
+    if name in BASELINES:
+        return EchoPredictor(
+            BASELINES[name](), structures=structures or BASELINE_STRUCTURES, view_prior=prior, source=name
+        )
+    device = torch.device(device) if device is not None else default_device()
+    trained = trained_dir_of(source)
+    if trained is None:
+        from medsam_echo.models.loader import load_sam
+
+        loaded = load_sam(source, device=device)
+        engine = SamEngine(loaded.model, loaded.profile, **options)
+        return EchoPredictor(
+            engine, structures=structures or DEFAULT_STRUCTURES, view_prior=prior, source=name
+        )
+    engine = SamEngine(*_load_trained(trained, device), **options)
+    config = run_config(trained)
+    run_structures = tuple(config.get("data", {}).get("structures") or DEFAULT_STRUCTURES)
+    prior = prior or _run_prior(trained, config)
+    return EchoPredictor(engine, structures=structures or run_structures, view_prior=prior, source=name)
+
+
+def _load_trained(trained: Path, device: torch.device):
+    """Base + method + trained weights on ``device``; LoRA folded into the weights when possible."""
+    from medsam_echo.adapters.persist import load_trained, merge_lora
+
+    model, loaded = load_trained(trained, device=device)
+    try:
+        model = merge_lora(model)
+    except ValueError:  # bottleneck adapters are non-linear: keep them as modules
+        pass
+    return model.to(device).eval(), loaded.profile
+
+
+def _run_prior(trained: Path, config: dict):
+    """The saved view prior of a run, or a callable fitting it from the run's training data, or ``None``."""
+    for directory in (trained, trained.parent):
+        if (directory / VIEW_PRIOR_FILENAME).is_file():
+            return ViewPrior.load(directory / VIEW_PRIOR_FILENAME)
+    root = config.get("data", {}).get("root")
+    if not root or not Path(root).is_dir():
+        return None
+    return lambda: fit_prior(root, save_to=trained.parent / VIEW_PRIOR_FILENAME)
+
+
+def fit_prior(root: str | Path, *, save_to: Path | None = None) -> ViewPrior:
+    """Fit a :class:`ViewPrior` of every structure on the ``train`` split of a CAMUS-layout dataset.
+
+    Args:
+        root: the dataset root.
+        save_to: also write it there (a read-only place only logs a warning; the prior is returned).
+    """
+    from medsam_echo.data.camus import CamusDataset
+
+    samples = CamusDataset(root, split="train")
+    if len(samples) == 0:
+        raise ValueError(f"{root}: no train split to fit the view prior on")
+    prior = ViewPrior.fit(samples, tuple(STRUCTURES))
+    if save_to is not None:
+        try:
+            prior.save(save_to)
+            log.warning("fitted the automatic-prompt view prior on %s (train); saved to %s", root, save_to)
+        except OSError as err:  # a read-only run dir: keep the prior in memory
+            log.warning("could not save the view prior to %s: %s", save_to, err)
+    return prior
