@@ -56,7 +56,7 @@ def run_preset(preset: BenchPreset, work_dir: Path, *, name: str = "custom", log
             runs += _measure_group(preset, dict(common, method=method, batch_size=batch))
     result["runs"] = runs
     log("[bench] embedding cache epoch")
-    result["cache"] = _measure_cache(preset, common)
+    result["cache"] = measure_cache(preset, common)
     log("[bench] inference latency")
     result["inference"] = _measure_inference(preset, image_size)
     result["hardware"]["loadavg_end"] = list(os.getloadavg())
@@ -134,7 +134,7 @@ def _timed(call) -> float:
     return time.perf_counter() - start
 
 
-def _measure_cache(preset: BenchPreset, common: dict) -> dict:
+def measure_cache(preset: BenchPreset, common: dict) -> dict:
     """Epoch time of a frozen-encoder run recomputing the encoder vs reading the embedding cache."""
     shared = dict(common, method="decoder_only", batch_size=preset.cache_batch, mixed_precision=preset.mixed_precision,
                   max_train_samples=preset.cache_images, num_workers=preset.num_workers)
