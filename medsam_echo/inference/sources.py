@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
+from medsam_echo.adapters.persist import TRAINED_FILE
 from medsam_echo.data.sample import STRUCTURES
 from medsam_echo.inference.engines import BASELINES, SamEngine
 from medsam_echo.inference.predictor import DEFAULT_STRUCTURES, EchoPredictor
 from medsam_echo.prompts.auto import VIEW_PRIOR_FILENAME, ViewPrior
 
 log = logging.getLogger(__name__)
-TRAINED_FILE = "trained.safetensors"
 BASELINE_STRUCTURES = ("lv_endo", "lv_epi", "la")  # an ellipse per box: the epicardium is one, not the ring
 
 
@@ -108,13 +108,12 @@ def load_predictor(
 
 def _load_trained(trained: Path, device: torch.device):
     """Base + method + trained weights on ``device``; LoRA folded into the weights when possible."""
+    from medsam_echo.adapters.bottleneck import bottleneck_adapters
     from medsam_echo.adapters.persist import load_trained, merge_lora
 
     model, loaded = load_trained(trained, device=device)
-    try:
+    if not bottleneck_adapters(model):  # bottleneck adapters are non-linear: they stay modules
         model = merge_lora(model)
-    except ValueError:  # bottleneck adapters are non-linear: keep them as modules
-        pass
     return model.to(device).eval(), loaded.profile
 
 

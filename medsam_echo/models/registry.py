@@ -44,9 +44,16 @@ def sam_config(name: str) -> SamConfig:
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
 
-def build_sam(name: str, *, seed: int = 0, device: str | torch.device = "cpu") -> SamModel:
-    """A randomly initialised ``SamModel`` of a named architecture (``device="meta"``: shapes only)."""
+def build_sam(
+    name: str, *, seed: int = 0, device: str | torch.device = "cpu", attn_implementation: str = "sdpa"
+) -> SamModel:
+    """A randomly initialised ``SamModel`` of a named architecture (``device="meta"``: shapes only).
+
+    ``attn_implementation`` (``"sdpa"`` or ``"eager"``) is set before construction: ``SamModel`` picks its
+    image-encoder attention class when it is built.
+    """
     config = sam_config(name)
+    config._attn_implementation = attn_implementation
     if str(device) == "meta":
         with torch.device("meta"):
             return SamModel(config)

@@ -59,7 +59,9 @@ class AugmentSection:
 class DataConfig:
     """root: dataset folder (CAMUS 2019 / 2023 release, folder or COCO dataset). synthetic_patients: when
     > 0 and ``root`` does not exist yet, a synthetic CAMUS dataset of that many patients is written there
-    first. structures: what the model learns to segment, one prompt each. max_*_samples: 0 = all."""
+    first. structures: what the model learns to segment, one prompt each. max_*_samples: 0 = all.
+    cache_dir: folder of the decoded-image cache (default ``OUTPUT_DIR/preprocess_cache``); entries are
+    keyed by file content and profile, so several runs can share one folder."""
 
     root: str = ""
     synthetic_patients: int = 0
@@ -73,6 +75,7 @@ class DataConfig:
     max_val_samples: int = 0
     num_workers: int = 0
     preprocess_cache: bool = True
+    cache_dir: str = ""
     augment: AugmentSection = field(default_factory=AugmentSection)
 
 

@@ -63,7 +63,11 @@ class PreprocessedSet(Dataset):
 
     def _preprocessed(self, index: int) -> tuple[Preprocessed, object]:
         if self.cache is not None and not self.keep_original:
-            return self.cache.get(self.dataset, index), None
+            cached = self.cache.get(self.dataset, index)
+            if cached.label is None:
+                files = ", ".join(map(str, self.dataset.source_files(index)))
+                raise ValueError(f"{files}: has no label map; training and validation need labels")
+            return cached, None
         sample = self.dataset[index]
         if sample.label is None:
             raise ValueError(f"{sample.case_id}: has no label map; training and validation need labels")

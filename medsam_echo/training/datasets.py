@@ -69,7 +69,7 @@ def build_datasets(cfg: ExperimentConfig, profile: PreprocessProfile, accelerato
         train = _head(train, data.max_train_samples)
     if data.max_val_samples:
         val = _head(val, data.max_val_samples)
-    cache_dir = Path(cfg.output_dir) / "preprocess_cache" if data.preprocess_cache else None
+    cache_dir = Path(data.cache_dir or Path(cfg.output_dir) / "preprocess_cache") if data.preprocess_cache else None
     train_set = PreprocessedSet(train, profile, augment_config=augment_config_from(data.augment),
                                 seed=cfg.train.seed, cache_dir=cache_dir)
     val_set = PreprocessedSet(val, profile, keep_original=True)

@@ -43,8 +43,7 @@ def build_training_model(source: str, method: MethodConfig, *, profile: str | No
     checkpoints and peft wrapping are unchanged.
     """
     if source.startswith(SCRATCH):
-        base = build_sam(source[len(SCRATCH):], seed=seed)
-        set_attention(base, attn_implementation)
+        base = build_sam(source[len(SCRATCH):], seed=seed, attn_implementation=attn_implementation)
         chosen = get_profile(profile or "sam", base.config.vision_config.image_size)
         scratch = True
     else:
@@ -60,7 +59,8 @@ def build_training_model(source: str, method: MethodConfig, *, profile: str | No
 
 
 def set_attention(model: nn.Module, implementation: str) -> None:
-    """Switch a built ``SamModel`` to ``"sdpa"`` (fused kernels) or ``"eager"`` attention, in place.
+    """Switch an already built ``SamModel`` to ``"sdpa"`` or ``"eager"`` attention, in place (the
+    benchmark compares both on one model; new models get it at construction, see ``build_sam``).
 
     ``SamModel`` picks its image-encoder attention class from the config when it is constructed, so
     changing the config afterwards leaves the encoder as it was; the two classes share their parameters

@@ -83,6 +83,12 @@ def _tight_box_prompts(camus_root: Path, structures=("lv_endo", "lv_epi", "la"))
     }
 
 
+def _ellipse_file_mode(coco_gt, prompts, out) -> list[str]:
+    """``predict`` argv: the ellipse baseline on the exported ground-truth images, in file mode."""
+    images = coco_gt.parent / "images"
+    return ["predict", "--model", "baseline:ellipse", "--input", str(images), "--prompts", str(prompts), "--out", str(out)]
+
+
 def test_file_mode_coco_output_evaluates_with_cocoeval(tmp_path, camus_root, coco_gt):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -90,18 +96,7 @@ def test_file_mode_coco_output_evaluates_with_cocoeval(tmp_path, camus_root, coc
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps(_tight_box_prompts(camus_root)))
     out = tmp_path / "out"
-    argv = [
-        "predict",
-        "--model",
-        "baseline:ellipse",
-        "--input",
-        str(coco_gt.parent / "images"),
-        "--prompts",
-        str(prompts),
-        "--out",
-        str(out),
-    ]
-    assert cli(argv) == 0
+    assert cli(_ellipse_file_mode(coco_gt, prompts, out)) == 0
     stems = [p.name[: -len(".png")] for p in sorted((coco_gt.parent / "images").iterdir())]
     for stem in stems:
         labels, _ = read_image(out / f"{stem}.png")
@@ -164,18 +159,7 @@ def test_file_mode_on_nifti_keeps_spacing_and_auto_prompts_use_a_prior_file(tmp_
 def test_file_mode_bad_prompts_name_the_file(tmp_path, camus_root, coco_gt, capsys, edit, message):
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps(edit(_tight_box_prompts(camus_root))))
-    argv = [
-        "predict",
-        "--model",
-        "baseline:ellipse",
-        "--input",
-        str(coco_gt.parent / "images"),
-        "--prompts",
-        str(prompts),
-        "--out",
-        str(tmp_path / "out"),
-    ]
-    assert cli(argv) == 1
+    assert cli(_ellipse_file_mode(coco_gt, prompts, tmp_path / "out")) == 1
     err = capsys.readouterr().err
     assert message in err and str(prompts) in err
 
