@@ -187,7 +187,8 @@ def resize_image(image: np.ndarray, profile: PreprocessProfile) -> tuple[np.ndar
         raise ValueError(f"expected an image (H, W), (H, W, 1) or (H, W, 3), got shape {image.shape}")
     geometry = make_geometry(image.shape[:2], profile)
     h, w = geometry.valid_size
-    interp = cv2.INTER_AREA if h < image.shape[0] or w < image.shape[1] else cv2.INTER_LINEAR
+    shrinking = h < image.shape[0] or w < image.shape[1]
+    interp = cv2.INTER_AREA if shrinking or profile.interpolation == "area" else cv2.INTER_LINEAR
     return cv2.resize(_to_float(image, profile), (w, h), interpolation=interp), geometry
 
 

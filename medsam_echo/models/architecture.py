@@ -11,22 +11,37 @@ other input sizes) load as well as the released ViT-B / L / H:
 - MLP width, output channels, decoder width / MLP width / depth / attention downsampling, IoU head
   depth and width, number of mask tokens: from the matching weights.
 
-The decoder's head count cannot be read from shapes: it keeps SAM's 8.
+The decoder's head count cannot be read from shapes: it keeps SAM's 8. Its two-way blocks normalise with
+``layer_norm_eps = 1e-5`` (PyTorch's default, which segment-anything uses); transformers' own default is
+1e-6, which shifts real SAM / LiteMedSAM logits by about 0.01.
+
+TinyViT image encoders (LiteMedSAM, MobileSAM; ``vision_encoder.patch_embed.seq.*`` keys) are read by
+:func:`_tiny_vit_spec`: stage widths, depths, heads (rows of ``attention_biases``), windows (its columns
+are the ``window**2`` distinct offsets), MLP and MBConv ratios and the patch-embedding kernel. Their
+input size is not in the weights: both reference implementations fix the embedding grid at 64 x 64, so
+it is 64 x the encoder's stride (256 px for LiteMedSAM, 1024 px for MobileSAM).
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
 from transformers import SamConfig
 
 from medsam_echo.models.errors import CheckpointError
+from medsam_echo.models.registry import DECODER_LAYER_NORM_EPS, tiny_vit_sam_config
+from medsam_echo.models.tinyvit import EMBEDDING_GRID, TinyViTSpec
 
 DECODER_HEADS = 8
 _LAYER = re.compile(r"^vision_encoder\.layers\.(\d+)\.")
 _DEC_LAYER = re.compile(r"^mask_decoder\.transformer\.layers\.(\d+)\.")
 _IOU_HIDDEN = re.compile(r"^mask_decoder\.iou_prediction_head\.layers\.(\d+)\.weight$")
+TINY_VIT_MARKER = "vision_encoder.patch_embed.seq.0.c.weight"
+_STAGE_BLOCK = re.compile(r"^vision_encoder\.layers\.(\d+)\.blocks\.(\d+)\.")
+# The reference TinyViT merges without striding into its last stage for these widths.
+_STRIDE_ONE_WIDTHS = (320, 448, 576)
 
 
 def _get(state: dict[str, torch.Tensor], key: str, source: str) -> torch.Tensor:
@@ -91,7 +106,7 @@ def _decoder_config(state: dict[str, torch.Tensor], source: str) -> dict:
         hidden_size=hidden, mlp_dim=lin1.shape[0], num_hidden_layers=_count(state, _DEC_LAYER),
         num_attention_heads=DECODER_HEADS, attention_downsample_rate=hidden // q.shape[0],
         num_multimask_outputs=tokens.shape[0] - 1, iou_head_hidden_dim=iou_in.shape[0],
-        iou_head_depth=_count(state, _IOU_HIDDEN) + 2,
+        iou_head_depth=_count(state, _IOU_HIDDEN) + 2, layer_norm_eps=DECODER_LAYER_NORM_EPS,
     )
 
 
@@ -115,6 +130,12 @@ def infer_sam_config(state: dict[str, torch.Tensor], source: str = "checkpoint")
     Raises:
         CheckpointError: a key needed to infer the architecture is missing or shapes are inconsistent.
     """
+    if TINY_VIT_MARKER in state:
+        spec = _tiny_vit_spec(state, source)
+        decoder = _decoder_config(state, source)
+        neck = _get(state, "vision_encoder.neck.conv1.weight", source).shape[0]
+        prompt = _prompt_config(state, {"image_size": spec.image_size, "patch_size": spec.downsampling}, source)
+        return tiny_vit_sam_config(spec, decoder=decoder, prompt=prompt, neck=neck)
     vision = _vision_config(state, source)
     decoder = _decoder_config(state, source)
     prompt = _prompt_config(state, vision, source)
@@ -123,3 +144,40 @@ def infer_sam_config(state: dict[str, torch.Tensor], source: str = "checkpoint")
             f"{source}: decoder width {decoder['hidden_size']} is not divisible by SAM's {DECODER_HEADS} heads"
         )
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+
+
+def _tiny_vit_spec(state: dict[str, torch.Tensor], source: str) -> TinyViTSpec:
+    """The :class:`TinyViTSpec` of a ``SamModel``-layout TinyViT state dict."""
+    depths: dict[int, int] = {}
+    for key in state:
+        if m := _STAGE_BLOCK.match(key):
+            stage, block = int(m.group(1)), int(m.group(2))
+            depths[stage] = max(depths.get(stage, 0), block + 1)
+    if not depths or sorted(depths) != list(range(len(depths))) or len(depths) < 2:
+        raise CheckpointError(f"{source}: TinyViT stages vision_encoder.layers.N.blocks.M not found or not contiguous")
+    conv1 = _get(state, "vision_encoder.layers.0.blocks.0.conv1.c.weight", source)
+    dims, heads, windows = [conv1.shape[1]], [1], [1]
+    for stage in range(1, len(depths)):
+        prefix = f"vision_encoder.layers.{stage}.blocks.0."
+        biases = _get(state, prefix + "attn.attention_biases", source)
+        window = round(biases.shape[1] ** 0.5)
+        if window * window != biases.shape[1]:
+            raise CheckpointError(f"{source}: {prefix}attn.attention_biases has {biases.shape[1]} offsets, not a square")
+        dims.append(_get(state, prefix + "attn.norm.weight", source).shape[0])
+        heads.append(biases.shape[0])
+        windows.append(window)
+    fc1 = _get(state, "vision_encoder.layers.1.blocks.0.mlp.fc1.weight", source)
+    local = _get(state, "vision_encoder.layers.1.blocks.0.local_conv.c.weight", source)
+    kernel = state[TINY_VIT_MARKER].shape[-1]
+    strides = tuple(1 if d in _STRIDE_ONE_WIDTHS else 2 for d in dims[1:])
+    stride = (1 if kernel == 1 else 4) * math.prod(strides)
+    try:
+        return TinyViTSpec(
+            embed_dims=tuple(dims), depths=tuple(depths[i] for i in range(len(depths))), num_heads=tuple(heads),
+            window_sizes=tuple(windows), mlp_ratio=fc1.shape[0] / dims[1],
+            mbconv_expand_ratio=conv1.shape[0] / dims[0], local_conv_size=local.shape[-1], patch_kernel=kernel,
+            merge_strides=strides, image_size=EMBEDDING_GRID * stride,
+        )
+    except ValueError as err:
+        raise CheckpointError(f"{source}: inconsistent TinyViT shapes: {err}") from err
+

@@ -5,6 +5,9 @@ regular expression on the original key and its replacement; :func:`original_to_h
 matching rule and :func:`hf_to_original` applies the inverse table. Both are exact inverses on every key
 of a SAM checkpoint (tested on the ViT-B/L/H layouts).
 
+TinyViT encoders (LiteMedSAM, MobileSAM) keep their original module names under ``vision_encoder.``;
+their neck is SAM's and maps like the ViT neck.
+
 Two keys are special:
 - Original SAM has one Fourier-feature matrix, ``prompt_encoder.pe_layer.positional_encoding_gaussian_matrix``;
   ``SamModel`` holds it twice, tied: ``shared_image_embedding.positional_embedding`` and
@@ -23,9 +26,14 @@ ORIGINAL_PE = "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
 HF_PE = ("shared_image_embedding.positional_embedding", "prompt_encoder.shared_embedding.positional_embedding")
 # Buffers some original checkpoints carry; they are preprocessing constants, not weights.
 ORIGINAL_PIXEL_KEYS = ("pixel_mean", "pixel_std")
+# MobileSAM checkpoints keep TinyViT's ImageNet classifier, which SAM never runs.
+UNUSED_ORIGINAL_PREFIXES = ("image_encoder.norm_head.", "image_encoder.head.")
 
 # (original pattern, hf replacement, hf pattern, original replacement); patterns anchored at both ends.
 _RULES: list[tuple[str, str, str, str]] = [
+    # TinyViT (LiteMedSAM, MobileSAM): our encoder keeps the original names below the prefix.
+    (r"image_encoder\.(patch_embed\.seq|layers\.\d+\.(?:blocks|downsample))\.(.+)", r"vision_encoder.\1.\2",
+     r"vision_encoder\.(patch_embed\.seq|layers\.\d+\.(?:blocks|downsample))\.(.+)", r"image_encoder.\1.\2"),
     (r"image_encoder\.patch_embed\.proj\.(.+)", r"vision_encoder.patch_embed.projection.\1",
      r"vision_encoder\.patch_embed\.projection\.(.+)", r"image_encoder.patch_embed.proj.\1"),
     (r"image_encoder\.pos_embed", r"vision_encoder.pos_embed",

@@ -18,11 +18,13 @@ import torch
 from transformers import SamConfig, SamModel
 
 from medsam_echo.models.architecture import infer_sam_config
+from medsam_echo.models.assets import SHIPPED
 from medsam_echo.models.errors import CheckpointError
-from medsam_echo.models.keymap import HF_PE, ORIGINAL_PIXEL_KEYS, original_to_hf
-from medsam_echo.models.profile import PreprocessProfile, get_profile
+from medsam_echo.models.keymap import HF_PE, ORIGINAL_PIXEL_KEYS, UNUSED_ORIGINAL_PREFIXES, original_to_hf
+from medsam_echo.models.profile import PROFILES, PreprocessProfile, get_profile
 from medsam_echo.models.registry import KNOWN_HUB_MODELS
 from medsam_echo.models.sources import RawCheckpoint, read_source
+from medsam_echo.models.tinyvit import is_tiny_vit, model_class
 
 log = logging.getLogger(__name__)
 _MAX_LISTED = 25
@@ -73,7 +75,9 @@ def load_sam(
     config._attn_implementation = attn_implementation
     model = build_from_state(config, state, str(raw.path))
     model.to(device=device, dtype=dtype).eval()
-    chosen, reason = choose_profile(raw, profile, image_size=config.vision_config.image_size, name=str(source))
+    chosen, reason = choose_profile(
+        raw, profile, image_size=config.vision_config.image_size, name=str(source), tiny_vit=is_tiny_vit(config)
+    )
     return LoadedSam(model, chosen, str(source), reason, raw.notes + extra_notes)
 
 
@@ -83,6 +87,11 @@ def _to_hf_state(raw: RawCheckpoint) -> tuple[dict[str, torch.Tensor], list[str]
     for key in ORIGINAL_PIXEL_KEYS:  # preprocessing constants some checkpoints carry; not weights
         if state.pop(key, None) is not None:
             notes.append(f"ignored the {key!r} buffer (preprocessing comes from the profile)")
+    unused = [k for k in state if k.startswith(UNUSED_ORIGINAL_PREFIXES)]
+    for key in unused:
+        del state[key]
+    if unused:
+        notes.append(f"ignored {len(unused)} classifier-head tensor(s) ({', '.join(sorted(unused)[:2])}, ...) SAM never runs")
     if raw.layout == "original":
         renamed, unmapped = original_to_hf(state)
         # Keys no rule knows keep their name, so the strict check lists them with the missing ones.
@@ -106,12 +115,24 @@ def _config_for(raw: RawCheckpoint, state: dict[str, torch.Tensor]) -> SamConfig
 def build_from_state(config: SamConfig, state: dict[str, torch.Tensor], source: str) -> SamModel:
     """Build a ``SamModel`` for ``config`` and load ``state`` strictly (no random init is computed)."""
     with torch.device("meta"):
-        model = SamModel(config)
+        model = model_class(config)(config)
     check_state_matches(model, state, source)
     model.load_state_dict(state, strict=True, assign=True)
+    _materialize_buffers(model)
     # assign=True replaces parameters one by one; re-tie the shared positional matrix.
     model.prompt_encoder.shared_embedding.positional_embedding = model.shared_image_embedding.positional_embedding
     return model
+
+
+def _materialize_buffers(model: torch.nn.Module) -> None:
+    """Rebuild non-persistent buffers (not in any state dict) that are still on the meta device."""
+    for module in model.modules():
+        rebuild = getattr(module, "rebuild_buffers", None)
+        if rebuild is not None and any(b.is_meta for b in module.buffers(recurse=False)):
+            rebuild()
+    left = [n for n, b in model.named_buffers() if b.is_meta]
+    if left:
+        raise CheckpointError(f"buffers {left[:5]} were not initialised after loading")
 
 
 def check_state_matches(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -139,12 +160,15 @@ def _listing(items: list[str]) -> str:
 
 
 def choose_profile(
-    raw: RawCheckpoint, override: str | PreprocessProfile | None, *, image_size: int, name: str = ""
+    raw: RawCheckpoint, override: str | PreprocessProfile | None, *, image_size: int, name: str = "",
+    tiny_vit: bool = False,
 ) -> tuple[PreprocessProfile, str]:
-    """Pick the preprocessing profile: given > saved with the model > known hub id > MedSAM source > ``sam``.
+    """Pick the preprocessing profile: given > saved with the model > shipped weights > LiteMedSAM
+    architecture > known hub id > MedSAM source > ``sam``.
 
-    A source counts as MedSAM when its file or directory name contains "medsam" or it is a training
-    checkpoint (``{"model": ..., "optimizer": ...}``, the layout MedSAM's training script writes).
+    A TinyViT encoder at 256 px is LiteMedSAM (``litemedsam``); MobileSAM (TinyViT at 1024 px) was trained
+    with SAM's preprocessing. A ViT source counts as MedSAM when its file or directory name contains
+    "medsam" or it is a training checkpoint (``{"model": ..., "optimizer": ...}``, as MedSAM's script writes).
     """
     saved = PreprocessProfile.load(raw.hf_dir) if raw.hf_dir is not None else None
     if override is not None:
@@ -154,6 +178,12 @@ def choose_profile(
         reason = "given"
     elif saved is not None:
         chosen, reason = saved, f"saved with the model ({raw.hf_dir / 'preprocessing.json'})"
+    elif raw.shipped is not None:
+        chosen, reason = get_profile(SHIPPED[raw.shipped].profile, image_size), f"shipped weights {raw.shipped}"
+    elif tiny_vit and image_size == PROFILES["litemedsam"].image_size:
+        chosen, reason = get_profile("litemedsam", image_size), "LiteMedSAM architecture (TinyViT at 256 px)"
+    elif tiny_vit:
+        chosen, reason = get_profile("sam", image_size), "MobileSAM architecture (TinyViT, SAM preprocessing)"
     elif name in KNOWN_HUB_MODELS:
         chosen, reason = get_profile(KNOWN_HUB_MODELS[name], image_size), f"known hub model {name}"
     elif "medsam" in str(raw.path).lower() or raw.training_checkpoint:

@@ -9,7 +9,10 @@ profile is chosen from the checkpoint's origin and never guessed later.
 - ``medsam``: stretch to ``image_size`` x ``image_size`` (aspect not kept), min-max the intensities of
   each image to [0, 1], no mean / std.
 
-Both replicate grayscale to 3 channels.
+- ``litemedsam``: as LiteMedSAM's training and inference scripts: longest side to ``image_size`` (256)
+  with area interpolation, per-image min-max to [0, 1], pad bottom-right with zeros.
+
+All replicate grayscale to 3 channels.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class PreprocessProfile:
             ``"minmax"`` (per-image min-max to [0, 1]).
         pixel_mean: per-channel mean (RGB) in 0-255 units, used by ``"imagenet"``.
         pixel_std: per-channel std (RGB) in 0-255 units, used by ``"imagenet"``.
+        interpolation: ``"auto"`` (area when shrinking, bilinear when enlarging) or ``"area"`` (always
+            area, as LiteMedSAM's scripts do with ``cv2.INTER_AREA``).
     """
 
     name: str
@@ -43,8 +48,11 @@ class PreprocessProfile:
     normalize: str = "imagenet"
     pixel_mean: tuple[float, float, float] = field(default=IMAGENET_MEAN_255)
     pixel_std: tuple[float, float, float] = field(default=IMAGENET_STD_255)
+    interpolation: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.interpolation not in ("auto", "area"):
+            raise ValueError(f"profile {self.name!r}: unknown interpolation {self.interpolation!r}")
         if self.resize not in ("longest_side_pad", "stretch"):
             raise ValueError(f"profile {self.name!r}: unknown resize {self.resize!r}")
         if self.normalize not in ("imagenet", "minmax"):
@@ -98,11 +106,14 @@ class PreprocessProfile:
 PROFILES: dict[str, PreprocessProfile] = {
     "sam": PreprocessProfile(name="sam", resize="longest_side_pad", normalize="imagenet"),
     "medsam": PreprocessProfile(name="medsam", resize="stretch", normalize="minmax"),
+    "litemedsam": PreprocessProfile(
+        name="litemedsam", image_size=256, resize="longest_side_pad", normalize="minmax", interpolation="area"
+    ),
 }
 
 
 def get_profile(name: str, image_size: int = 1024) -> PreprocessProfile:
-    """The named profile (``"sam"`` or ``"medsam"``) for a model with ``image_size`` px inputs."""
+    """The named profile (``"sam"``, ``"medsam"``, ``"litemedsam"``) for a model with ``image_size`` px inputs."""
     if name not in PROFILES:
         raise ValueError(f"unknown preprocessing profile {name!r}; choose from {sorted(PROFILES)}")
     return PROFILES[name].with_image_size(image_size)

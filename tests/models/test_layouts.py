@@ -59,7 +59,7 @@ def test_non_standard_sizes_round_trip_through_inference():
                            num_pos_feats=24, mlp_dim=72),
         prompt_encoder_config=dict(hidden_size=48, image_size=96, patch_size=12, mask_input_channels=8),
         mask_decoder_config=dict(hidden_size=48, mlp_dim=40, num_hidden_layers=3, iou_head_hidden_dim=20,
-                                 iou_head_depth=4, attention_downsample_rate=2),
+                                 iou_head_depth=4, attention_downsample_rate=2, layer_norm_eps=1e-5),
     )
     with torch.device("meta"):
         state = SamModel(config).state_dict()
