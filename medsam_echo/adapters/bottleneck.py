@@ -1,12 +1,16 @@
 """Bottleneck adapters in the image-encoder blocks, as in Medical-SAM-Adapter (Wu et al.).
 
-Each ``SamVisionLayer`` gets two adapters (``D -> r*D -> D`` with GELU):
+Each attention block of the image encoder gets two adapters (``D -> r*D -> D`` with GELU):
 - ``attn_adapter`` after attention, with its own skip connection: ``h = a + A1(a)`` for attention output ``a``;
 - ``mlp_adapter`` parallel to the MLP on the normalised input ``n``: ``mlp(n) + scale * A2(n)``.
 
+Blocks are ViT's ``SamVisionLayer`` (``vision_encoder.layers.N``) or TinyViT's attention blocks
+(``vision_encoder.layers.S.blocks.B``, width ``D`` of their stage; the MBConv stage has no attention and
+gets none). TinyViT's MLP normalises its own input, so its adapter reads ``mlp.norm(x)``.
+
 They are attached with forward hooks, so the base parameter names (and the key table to the original
-layout) stay unchanged and the adapters live at ``vision_encoder.layers.N.{attn,mlp}_adapter.*``. The
-up-projection starts at zero, so inserting adapters does not change the model's output.
+layout) stay unchanged and the adapters live beside the block's ``attn`` and ``mlp``. The up-projection
+starts at zero, so inserting adapters does not change the model's output.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def _attn_hook(adapter: BottleneckAdapter):
     def hook(module: nn.Module, args: tuple, output: tuple) -> tuple:
         if not adapter.enabled:
             return output
+        if isinstance(output, torch.Tensor):  # TinyViT attention returns the tensor itself
+            return output + adapter(output)
         hidden, *rest = output
         return (hidden + adapter(hidden), *rest)
 
@@ -58,24 +64,25 @@ def _mlp_hook(adapter: BottleneckAdapter, scale: float):
         if not adapter.enabled:
             return output
         normed = args[0] if args else next(iter(kwargs.values()))
+        if hasattr(module, "norm"):  # TinyViT's Mlp: pre-norm inside the module
+            normed = module.norm(normed)
         return output + scale * adapter(normed)
 
     return hook
 
 
 def insert_adapters(model: nn.Module, *, ratio: float = 0.25, mlp_scale: float = 0.5) -> list[BottleneckAdapter]:
-    """Add bottleneck adapters to every block of ``model.vision_encoder`` (a ``SamModel``).
+    """Add bottleneck adapters to every attention block of ``model.vision_encoder`` (a ``SamModel``).
 
     Returns:
         The adapters created (trainable; everything else is left as it was).
     """
-    layers = model.vision_encoder.layers
-    dim = model.config.vision_config.hidden_size
     created = []
-    for layer in layers:
+    for layer in attention_blocks(model.vision_encoder):
+        dim = layer.attn.qkv.in_features
         if hasattr(layer, ATTN_ADAPTER):
             raise ValueError("adapters are already inserted in this model")
-        device = layer.mlp.lin1.weight.device
+        device = layer.attn.qkv.weight.device
         attn_adapter = BottleneckAdapter(dim, ratio).to(device)
         mlp_adapter = BottleneckAdapter(dim, ratio).to(device)
         layer.add_module(ATTN_ADAPTER, attn_adapter)
@@ -84,6 +91,11 @@ def insert_adapters(model: nn.Module, *, ratio: float = 0.25, mlp_scale: float =
         layer.mlp.register_forward_hook(_mlp_hook(mlp_adapter, mlp_scale), with_kwargs=True)
         created += [attn_adapter, mlp_adapter]
     return created
+
+
+def attention_blocks(encoder: nn.Module) -> list[nn.Module]:
+    """The blocks with ``attn`` and ``mlp`` children: ViT layers, or TinyViT's attention-stage blocks."""
+    return [m for m in encoder.modules() if hasattr(m, "attn") and hasattr(m, "mlp")]
 
 
 def bottleneck_adapters(model: nn.Module) -> list[BottleneckAdapter]:

@@ -30,7 +30,12 @@ METHODS: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
     "lora_encoder_decoder": (False, False, False, True, True, False),
     "adapter_encoder": (False, False, True, False, False, True),
 }
-ENCODER_LORA_TARGETS = {"qkv": "attn.qkv", "proj": "attn.proj", "lin1": "mlp.lin1", "lin2": "mlp.lin2"}
+# LoRA target name -> linear layer inside an encoder block, per image-encoder type, and the blocks' path.
+ENCODER_LORA_TARGETS: dict[str, dict[str, str]] = {
+    "vit": {"qkv": "attn.qkv", "proj": "attn.proj", "lin1": "mlp.lin1", "lin2": "mlp.lin2"},
+    "tiny_vit": {"qkv": "attn.qkv", "proj": "attn.proj", "lin1": "mlp.fc1", "lin2": "mlp.fc2"},
+}
+ENCODER_BLOCKS = {"vit": r"vision_encoder\.layers\.\d+", "tiny_vit": r"vision_encoder\.layers\.\d+\.blocks\.\d+"}
 DECODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 _DECODER_ATTENTION = (
     r"mask_decoder\.transformer\.(layers\.\d+\.(self_attn|cross_attn_token_to_image|cross_attn_image_to_token)"
@@ -47,7 +52,8 @@ class MethodConfig:
         lora_rank: LoRA rank ``r``.
         lora_alpha: LoRA scaling numerator (update scaled by ``alpha / r``).
         lora_dropout: dropout on the LoRA input.
-        lora_targets: image-encoder linear layers that get LoRA, from ``qkv``, ``proj``, ``lin1``, ``lin2``.
+        lora_targets: image-encoder linear layers that get LoRA, from ``qkv``, ``proj``, ``lin1``, ``lin2``
+            (the MLP's first and second layers: ``mlp.lin1/lin2`` in ViT, ``mlp.fc1/fc2`` in TinyViT).
         decoder_lora_targets: mask-decoder attention projections that get LoRA (``lora_encoder_decoder``).
         use_dora: weight-decomposed LoRA (DoRA) through peft's flag.
         adapter_ratio: bottleneck width as a fraction of the encoder width (``adapter_encoder``).
@@ -73,9 +79,9 @@ class MethodConfig:
     def __post_init__(self) -> None:
         if self.name not in METHODS:
             raise ValueError(f"method.name: unknown method {self.name!r}; choose from {sorted(METHODS)}")
-        unknown = sorted(set(self.lora_targets) - set(ENCODER_LORA_TARGETS))
+        unknown = sorted(set(self.lora_targets) - set(ENCODER_LORA_TARGETS["vit"]))
         if unknown:
-            raise ValueError(f"method.lora_targets: unknown {unknown}; choose from {sorted(ENCODER_LORA_TARGETS)}")
+            raise ValueError(f"method.lora_targets: unknown {unknown}; choose from {sorted(ENCODER_LORA_TARGETS['vit'])}")
         unknown = sorted(set(self.decoder_lora_targets) - set(DECODER_LORA_TARGETS))
         if unknown:
             raise ValueError(f"method.decoder_lora_targets: unknown {unknown}; choose from {list(DECODER_LORA_TARGETS)}")
@@ -106,16 +112,26 @@ class MethodConfig:
             "mask_decoder": decoder if self.train_mask_decoder is None else self.train_mask_decoder,
         }
 
-    def lora_target_regex(self) -> str | None:
-        """Full-match regex over module names for peft's ``target_modules`` (None: no LoRA)."""
+    def lora_target_regex(self, encoder: str = "vit") -> str | None:
+        """Full-match regex over module names for peft's ``target_modules`` (None: no LoRA).
+
+        Args:
+            encoder: image-encoder type, ``"vit"`` or ``"tiny_vit"`` (its blocks and layer names differ).
+        """
         _, _, _, on_encoder, on_decoder, _ = METHODS[self.name]
         parts = []
         if on_encoder:
-            names = "|".join(ENCODER_LORA_TARGETS[t].replace(".", r"\.") for t in self.lora_targets)
-            parts.append(rf"vision_encoder\.layers\.\d+\.({names})")
+            layers = ENCODER_LORA_TARGETS[encoder]
+            names = "|".join(layers[t].replace(".", r"\.") for t in self.lora_targets)
+            parts.append(rf"{ENCODER_BLOCKS[encoder]}\.({names})")
         if on_decoder:
             parts.append(rf"{_DECODER_ATTENTION}\.({'|'.join(self.decoder_lora_targets)})")
         return "|".join(f"({p})" for p in parts) or None
+
+
+def encoder_type(model: nn.Module) -> str:
+    """``"tiny_vit"`` or ``"vit"``: the image encoder of a ``SamModel``."""
+    return getattr(model.config.vision_config, "encoder_type", "vit")
 
 
 def apply_method(model: nn.Module, method: MethodConfig) -> nn.Module:
@@ -128,7 +144,7 @@ def apply_method(model: nn.Module, method: MethodConfig) -> nn.Module:
     model.requires_grad_(False)
     if METHODS[method.name][5]:
         insert_adapters(model, ratio=method.adapter_ratio, mlp_scale=method.adapter_mlp_scale)
-    target = method.lora_target_regex()
+    target = method.lora_target_regex(encoder_type(model))
     if target is not None:
         from peft import LoraConfig, get_peft_model
 

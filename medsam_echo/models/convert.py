@@ -1,11 +1,13 @@
 """Write models: transformers directories with their profile, and the original segment-anything layout.
 
 CLI:
-    medsam-echo convert-checkpoint SRC OUT_DIR [--profile sam|medsam] [--to-original OUT.pth]
+    medsam-echo convert-checkpoint SRC OUT_DIR [--profile sam|medsam|litemedsam] [--to-original OUT.pth]
 
 ``OUT_DIR`` loads with ``transformers.SamModel.from_pretrained(OUT_DIR)`` (safetensors) and holds
 ``preprocessing.json``; ``--to-original`` also writes the segment-anything key layout, which loads in
-segment-anything and MedSAM code (``sam_model_registry[...](checkpoint=OUT.pth)``).
+segment-anything and MedSAM code (``sam_model_registry[...](checkpoint=OUT.pth)``); for a TinyViT model
+it is LiteMedSAM's / MobileSAM's own layout (``build_lite_medsam().load_state_dict(..., strict=True)``).
+A TinyViT ``OUT_DIR`` is read back by ``load_sam`` (transformers has no TinyViT SAM class).
 """
 
 from __future__ import annotations
@@ -77,7 +79,9 @@ def save_original(model: SamModel, path: str | Path) -> Path:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="medsam-echo convert-checkpoint", description=__doc__.split("\n\n")[0])
-    parser.add_argument("src", help="checkpoint: .pth, .safetensors, transformers directory or hub id")
+    parser.add_argument(
+        "src", help="checkpoint: .pth, .safetensors, transformers directory, hub id, or litemedsam (shipped weights)"
+    )
     parser.add_argument("out_dir", help="transformers directory to write (model.safetensors, config.json, preprocessing.json)")
     parser.add_argument("--profile", choices=sorted(PROFILES), help="override the preprocessing profile")
     parser.add_argument("--to-original", metavar="OUT.pth", help="also write the segment-anything layout here")
