@@ -119,11 +119,19 @@ class PromptSession:
         return {s: logit > 0 for s, logit in self.logits(case_id).items()}
 
     def label_map(self, case_id: str | None = None) -> np.ndarray:
-        """``(H, W)`` uint8 CAMUS label map of a frame; all background before any prompt."""
+        """``(H, W)`` uint8 CAMUS label map of a frame; all background before any prompt.
+
+        Structures are fused by ``prompts.decode.combine_structures`` (with ``lv_epi``: cavity where
+        ``lv_endo`` is, myocardium in the rest of the epicardium). An ``lv_epi`` prompted before
+        ``lv_endo`` (or ``myo``) has nothing to split it yet: all of it shows as myocardium until the
+        cavity is prompted.
+        """
         case_id = case_id or self.frame
         logits = self.logits(case_id)
         if not logits:
             return np.zeros(self.frames[case_id].image.shape[:2], np.uint8)
+        if "lv_epi" in logits and not {"lv_endo", "myo"} & set(logits):
+            logits["lv_endo"] = np.full_like(logits["lv_epi"], -np.inf)  # no cavity prompted yet
         return combine_structures(np.stack(list(logits.values())), list(logits))
 
     def ejection_fraction(self) -> dict[str, float]:

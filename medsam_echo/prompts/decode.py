@@ -103,10 +103,23 @@ def combine_structures(logits: np.ndarray | torch.Tensor, structures: Sequence[s
 
     - Without ``lv_epi``: ``lv_endo`` (1), ``myo`` (2) and ``la`` (3) compete directly (argmax against
       background).
-    - With ``lv_epi``: ``lv_epi`` and ``la`` compete first; the pixels won by ``lv_epi`` are the LV and
-      are split into cavity and myocardium: cavity where ``lv_endo``'s logit is > 0 (and above ``myo``'s
-      if given), else myocardium; without ``lv_endo``, cavity where ``myo``'s logit is <= 0. So the
-      cavity is always inside the predicted epicardium and the myocardium fills the rest of it.
+    - With ``lv_epi`` (SAM-family models segment filled regions; CAMUS defines the myocardium as the
+      epicardium minus the cavity):
+
+      1. The LV is the predicted epicardium grown to contain the predicted cavity (and ring, when
+         ``myo`` is prompted): its logit is the largest of ``lv_epi``, ``lv_endo`` and ``myo``. A cavity
+         pixel outside ``lv_epi`` therefore stays cavity instead of silently becoming background; on
+         CAMUS the myocardium is open at the mitral plane, where cavity and epicardium share a border
+         and the two predictions often disagree by a pixel or two.
+      2. The LV and ``la`` compete for pixels (argmax against background), so the atrium wins an
+         overlap only where its logit is the larger.
+      3. The LV pixels are split: cavity (1) where ``lv_endo``'s logit is > 0 (and above ``myo``'s if
+         given), myocardium (2) elsewhere; without ``lv_endo``, cavity where ``myo``'s logit is <= 0.
+
+      With ``lv_endo``, ``lv_epi`` and ``la`` prompted (masks ``logit > 0``), wherever ``la`` does not
+      win: cavity ``= lv_endo``, myocardium ``= lv_epi & ~lv_endo``; so every pixel some structure
+      claims keeps a label. That the cavity is surrounded by myocardium is not enforced (a cavity
+      poking out of the epicardium borders the background).
 
     Args:
         logits: ``(n, H, W)`` logits, row ``i`` for ``structures[i]``.
@@ -134,7 +147,8 @@ def combine_structures(logits: np.ndarray | torch.Tensor, structures: Sequence[s
         return values[np.argmax(stacked, axis=0)]
     if "lv_endo" not in by_name and "myo" not in by_name:
         raise ValueError("lv_epi alone cannot be split into cavity and myocardium: add lv_endo or myo")
-    outer = np.argmax(np.stack([np.zeros_like(la), by_name["lv_epi"], la]), axis=0)
+    lv = np.maximum(by_name["lv_epi"], np.maximum(endo, myo))  # the epicardium grown to hold its parts
+    outer = np.argmax(np.stack([np.zeros_like(la), lv, la]), axis=0)
     cavity = (endo > 0) & (endo > myo) if "lv_endo" in by_name else myo <= 0
     out = np.zeros(scores.shape[1:], np.uint8)
     out[outer == 2] = LABELS["la"]

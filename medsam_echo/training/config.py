@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from medsam_echo.adapters.methods import MethodConfig
+from medsam_echo.data.sample import STRUCTURES
 from medsam_echo.prompts.policies import PromptPolicyConfig
 
 _YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -59,7 +60,10 @@ class AugmentSection:
 class DataConfig:
     """root: dataset folder (CAMUS 2019 / 2023 release, folder or COCO dataset). synthetic_patients: when
     > 0 and ``root`` does not exist yet, a synthetic CAMUS dataset of that many patients is written there
-    first. structures: what the model learns to segment, one prompt each. max_*_samples: 0 = all.
+    first. structures: what the model learns to segment, one prompt each, from ``STRUCTURES``: the
+    ``myo`` ring directly (``[lv_endo, myo, la]``) or the filled ``lv_epi`` with the myocardium derived as
+    ``lv_epi`` minus ``lv_endo`` (``[lv_endo, lv_epi, la]``; validation then also reports that ``myo``).
+    max_*_samples: 0 = all.
     cache_dir: folder of the decoded-image cache (default ``OUTPUT_DIR/preprocess_cache``); entries are
     keyed by file content and profile, so several runs can share one folder."""
 
@@ -149,6 +153,14 @@ class ExperimentConfig:
         _choice("train.eval_prompt", self.train.eval_prompt, ("box", "points", "box_points"))
         if self.optim.grad_accum < 1 or self.train.batch_size < 1:
             raise ConfigError("optim.grad_accum and train.batch_size must be >= 1")
+        _check_structures(self.data.structures)
+
+
+def _check_structures(structures: list[str]) -> None:
+    """``data.structures``: one or more known, distinct names (a duplicate would be prompted twice)."""
+    unknown = [s for s in structures if s not in STRUCTURES]
+    if not structures or unknown or len(set(structures)) != len(structures):
+        raise ConfigError(f"data.structures: {structures} must be distinct names from {sorted(STRUCTURES)}")
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -41,7 +41,7 @@ def model_key(vision_encoder: torch.nn.Module, profile: PreprocessProfile) -> st
     for name, tensor in sorted(vision_encoder.state_dict().items()):
         digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().to("cpu").reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

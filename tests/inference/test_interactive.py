@@ -11,6 +11,7 @@ from medsam_echo.data.camus import CamusDataset
 from medsam_echo.data.io import read_image
 from medsam_echo.data.sample import structure_mask
 from medsam_echo.evaluation.clinical import biplane_volume, ejection_fraction
+from medsam_echo.evaluation.metrics import dice
 from medsam_echo.inference import EchoPredictor
 from medsam_echo.inference.interactive import PromptSession
 from medsam_echo.prompts.boxes import box_from_mask
@@ -117,3 +118,19 @@ def test_the_widget_forwards_boxes_clicks_and_undo(tmp_path, tiny_session):
     assert tiny_session.structure == "myo"
     widget.export_button.click()
     assert (tmp_path / "export" / "session.json").is_file()
+
+
+def test_an_epicardium_is_split_by_its_cavity_and_shown_as_myocardium_before(tmp_path, patient):
+    """Structures (lv_endo, lv_epi, la): lv_epi alone draws as myo; the cavity box then carves the cavity."""
+    session = PromptSession(EchoPredictor.from_source("baseline:ellipse"), patient)
+    frame = patient[0]
+    session.select_structure("lv_epi")
+    epi = session.add_box(box_from_mask(structure_mask(frame.label, "lv_epi")))
+    np.testing.assert_array_equal(session.label_map(), np.where(epi, 2, 0))
+    session.export(tmp_path)  # a half-prompted frame still exports
+    session.select_structure("lv_endo")
+    cavity = session.add_box(box_from_mask(structure_mask(frame.label, "lv_endo")))
+    labels = session.label_map()
+    np.testing.assert_array_equal(labels == 1, cavity)
+    np.testing.assert_array_equal(labels == 2, epi & ~cavity)
+    assert dice(labels == 2, structure_mask(frame.label, "myo")) > 0.5

@@ -37,6 +37,19 @@ def test_dataset_mode_writes_what_evaluate_reads(tmp_path, camus_root, capsys):
     assert summary["structures"]["lv_epi"]["dice"] > 0.85  # tight boxes on ellipsoidal phantoms
 
 
+def test_structures_lv_epi_give_label_maps_that_evaluate_scores_per_structure(tmp_path, camus_root, tiny_dir):
+    """``--structures lv_endo lv_epi la`` on a SAM model: CAMUS label maps; evaluate scores myo too."""
+    pred, args = tmp_path / "pred", ["--data", str(camus_root), "--split", "test"]
+    argv = ["predict", "--model", str(tiny_dir), "--device", "cpu", "--structures", "lv_endo", "lv_epi", "la"]
+    assert cli([*argv, *args, "--out", str(pred)]) == 0
+    assert json.loads((pred / "predict.json").read_text())["structures"] == ["lv_endo", "lv_epi", "la"]
+    for path in pred.glob("*.nii.gz"):
+        assert set(np.unique(read_image(path)[0])) <= {0, 1, 2, 3}
+    assert cli(["evaluate", "--pred", str(pred), *args, "--out", str(tmp_path / "eval")]) == 0
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert set(summary["structures"]) == {"lv_endo", "myo", "lv_epi", "la"}
+
+
 def test_dataset_prompts_are_deterministic_per_case(tmp_path, camus_root, tiny_dir):
     predictor = EchoPredictor.from_source(str(tiny_dir), device="cpu")
     outs = []

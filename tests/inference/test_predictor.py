@@ -219,3 +219,26 @@ def test_a_compiled_decoder_gives_the_same_masks(tiny_dir, echo_image):
     a, b = (p.predict(boxes=[10, 12, 50, 70], points=[[30, 40]], point_labels=[0]) for p in (compiled, exact))
     np.testing.assert_allclose(a.logits, b.logits, atol=1e-4)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
+def test_lv_epi_predictions_fuse_into_a_camus_label_map(tiny_dir, camus_root):
+    """Structures (lv_endo, lv_epi, la): cavity where lv_endo is, myo in the rest of lv_epi, la, background."""
+    from medsam_echo.data.camus import CamusDataset
+    from medsam_echo.data.sample import structure_mask
+    from medsam_echo.prompts.boxes import box_from_mask
+
+    structures = ("lv_endo", "lv_epi", "la")
+    predictor = EchoPredictor.from_source(str(tiny_dir), device="cpu", structures=structures)
+    seen = set()
+    for sample in CamusDataset(camus_root, split="val"):
+        predictor.set_image(sample.image, sample.spacing)
+        boxes = [box_from_mask(structure_mask(sample.label, s)) for s in structures]
+        out = predictor.predict(boxes=boxes, structure=predictor.structures)
+        labels, (endo, epi, la) = out.label_map(), out.masks
+        assert labels.shape == sample.label.shape and labels.dtype == np.uint8
+        np.testing.assert_array_equal(labels > 0, endo | epi | la)  # nothing predicted is dropped
+        assert la[labels == 3].all() and endo[labels == 1].all()
+        np.testing.assert_array_equal((labels == 2)[~la], (epi & ~endo)[~la])
+        np.testing.assert_array_equal((labels == 1)[~la], endo[~la])
+        seen |= set(np.unique(labels).tolist())
+    assert seen == {0, 1, 2, 3}

@@ -7,6 +7,8 @@ import copy
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medsam_echo.data.sample import LABELS
 from medsam_echo.models.profile import get_profile
@@ -102,16 +104,51 @@ def test_combine_is_argmax_against_background():
     assert labels[3].tolist() == [LABELS["background"]] * 4
 
 
-def test_cavity_is_kept_inside_the_epicardium():
-    cavity = np.zeros((6, 6), bool)
-    cavity[1:5, 1:5] = True
-    epi = np.zeros((6, 6), bool)
-    epi[0:6, 0:4] = True  # cuts the predicted cavity at column 4
-    logits = np.stack([np.where(cavity, 4.0, -4.0), np.where(epi, 4.0, -4.0)])
-    labels = combine_structures(torch.from_numpy(logits), ("lv_endo", "lv_epi"))
-    assert np.array_equal(labels == LABELS["lv_endo"], cavity & epi)
+def _planes(*masks: np.ndarray, value: float = 4.0) -> np.ndarray:
+    """``(n, H, W)`` logits: ``value`` inside each mask, ``-value`` outside."""
+    return np.stack([np.where(m, value, -value) for m in masks])
+
+
+def test_lv_epi_fusion_derives_the_myocardium_and_grows_the_epicardium_to_the_cavity():
+    """lv_endo + lv_epi + la: myo = epi - cavity, a cavity pixel outside epi stays cavity, LA by logit."""
+    epi, cavity, la = np.zeros((3, 8, 8), bool)
+    epi[0:5, 0:6] = True
+    cavity[1:5, 1:7] = True  # column 6 pokes out of the predicted epicardium
+    la[4:8, 1:6] = True  # overlaps the LV on row 4
+    logits = _planes(cavity, epi, la)
+    logits[2, 4, 1:3] = 9.0  # the atrium is surer than the LV at (x 1..2, y 4) ...
+    logits[2, 4, 3:6] = 1.0  # ... and less sure at (x 3..5, y 4)
+    labels = combine_structures(torch.from_numpy(logits), ("lv_endo", "lv_epi", "la"))
+    atrium_wins = np.zeros((8, 8), bool)
+    atrium_wins[4, 1:3] = True
+    assert np.array_equal(labels == LABELS["lv_endo"], cavity & ~atrium_wins)
+    assert labels[1:4, 6].tolist() == [LABELS["lv_endo"]] * 3  # outside lv_epi, not background
     assert np.array_equal(labels == LABELS["myo"], epi & ~cavity)
-    assert not labels[:, 4:].any()
+    assert np.array_equal(labels == LABELS["la"], la & ~(cavity & ~atrium_wins))
+    assert np.array_equal(labels == LABELS["background"], ~(epi | cavity | la))
+
+
+@given(seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=50, deadline=None)
+def test_lv_epi_fusion_labels_every_claimed_pixel(seed):
+    """Random logits: a pixel is background only when no structure claims it; myo = lv_epi & ~lv_endo."""
+    endo, epi, la = logits = np.random.default_rng(seed).normal(0, 3, (3, 12, 9))
+    labels = combine_structures(logits, ("lv_endo", "lv_epi", "la"))
+    assert np.array_equal(labels > 0, (logits > 0).any(axis=0))
+    assert np.all(la[labels == LABELS["la"]] > 0)
+    lv = labels[la <= 0]  # where the atrium cannot win
+    assert np.array_equal(lv == LABELS["lv_endo"], endo[la <= 0] > 0)
+    assert np.array_equal(lv == LABELS["myo"], (epi > 0)[la <= 0] & (endo <= 0)[la <= 0])
+
+
+def test_lv_epi_with_the_myo_ring_makes_the_cavity_the_rest_of_the_epicardium():
+    epi, ring = np.zeros((2, 7, 7), bool)
+    epi[0:6, 0:6] = True
+    ring[0:7, 0:7] = True
+    ring[1:5, 1:5] = False  # the ring reaches one px outside the epicardium (row 6, column 6)
+    labels = combine_structures(_planes(epi, ring), ("lv_epi", "myo"))
+    assert np.array_equal(labels == LABELS["lv_endo"], epi & ~ring)
+    assert np.array_equal(labels == LABELS["myo"], ring)
 
 
 def test_combine_refuses_what_it_cannot_split():

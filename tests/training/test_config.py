@@ -48,6 +48,8 @@ def test_overrides_are_typed_and_nested(tmp_path):
         ("optim.lr=fast", r"optim\.lr: expected float"),
         ("train.epochs=1.5", r"train\.epochs: expected int"),
         ("data.structures=lv_endo", r"data\.structures: expected a list"),
+        ("data.structures=[lv_endo, lv_wall, la]", r"data\.structures: .* must be distinct names"),
+        ("data.structures=[lv_epi, la, la]", r"data\.structures: .* must be distinct names"),
         ("method.name=lora", "unknown method 'lora'"),
         ("train.mixed_precision=fp8", r"train\.mixed_precision"),
         ("prompts.policy=clicks", "policy 'clicks'"),

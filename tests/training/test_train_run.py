@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -136,3 +137,27 @@ def test_time_budget_stops_with_validation_and_a_saved_model(camus_root, tmp_pat
     assert record["step"] == 1  # the budget is checked after every step
     assert (out / "model" / "trained.safetensors").is_file()
     assert (out / "checkpoints" / "latest").read_text() == "step-00000001"
+
+
+def test_an_lv_epi_run_reports_the_derived_myocardium_and_predicts_label_maps(camus_root, tmp_path):
+    """[lv_endo, lv_epi, la]: val_dice_myo from the fused label map; the saved run predicts 0..3 maps."""
+    from medsam_echo.data.camus import CamusDataset
+    from medsam_echo.data.sample import structure_mask
+    from medsam_echo.inference import EchoPredictor
+    from medsam_echo.prompts.boxes import box_from_mask
+
+    out = tmp_path / "run"
+    structures = ["lv_endo", "lv_epi", "la"]
+    overrides = ["train.max_steps=2", f"data.structures=[{', '.join(structures)}]"]
+    assert train_main(["--config", QUICKSTART, *tiny_overrides(camus_root, out, *overrides)]) == 0
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {f"val_dice_{s}" for s in (*structures, "myo")} <= set(record)
+    assert 0.0 <= record["val_dice_myo"] <= 1.0
+    assert record["val_dice"] == pytest.approx(sum(record[f"val_dice_{s}"] for s in structures) / 3)
+    predictor = EchoPredictor.from_source(str(out), device="cpu")
+    assert predictor.structures == tuple(structures) and set(predictor.view_prior.boxes["2CH"]) == set(structures)
+    sample = CamusDataset(camus_root, split="val")[0]
+    predictor.set_image(sample.image, sample.spacing)
+    boxes = [box_from_mask(structure_mask(sample.label, s)) for s in structures]
+    labels = predictor.predict(boxes=boxes, structure=predictor.structures).label_map()
+    assert labels.shape == sample.label.shape and set(np.unique(labels)) <= {0, 1, 2, 3}
