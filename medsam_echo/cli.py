@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"medsam-echo: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    from medsam_echo.runtime import tune_allocator
+
+    tune_allocator()  # large activations reuse memory instead of page-faulting (see runtime.py)
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 

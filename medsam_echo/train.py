@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from medsam_echo.runtime import tune_allocator
     from medsam_echo.training.loop import train
 
+    tune_allocator()  # also under accelerate launch / torchrun, which do not go through cli.py
     try:
         record = train(cfg, resume=args.resume).record
     except ConfigError as err:

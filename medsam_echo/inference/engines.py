@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from medsam_echo.data.transforms import Geometry, preprocess
+from medsam_echo.models.fast_encoder import InferenceEncoder
 from medsam_echo.models.profile import PreprocessProfile
 from medsam_echo.prompts.decode import decode_candidates
 from medsam_echo.prompts.prompt_set import Prompts, to_model_inputs
@@ -98,13 +99,14 @@ class SamEngine:
             self.model.mask_decoder.compile(dynamic=True)
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
+        self.encoder = InferenceEncoder(self.model.vision_encoder)  # BatchNorm folded, channels-last
 
     @torch.inference_mode()
     def encode(self, image: np.ndarray) -> Encoded:
         """Preprocess an ``(H, W)`` / ``(H, W, 3)`` image as the profile says and run the image encoder."""
         ready = preprocess(image, self.profile)
         pixels = torch.from_numpy(ready.pixel_values)[None].to(self.device, self.dtype)
-        return Encoded(ready.geometry.original_size, self.model.get_image_embeddings(pixels), ready.geometry)
+        return Encoded(ready.geometry.original_size, self.encoder(pixels).to(self.dtype), ready.geometry)
 
     @torch.inference_mode()
     def decode(

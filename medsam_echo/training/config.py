@@ -114,7 +114,10 @@ class TrainConfig:
     """Loop settings. max_steps: 0 = run ``epochs`` epochs. max_minutes: wall-clock budget (0 = none); when
     spent, the run validates, checkpoints and saves its model. mixed_precision: ``no`` / ``bf16`` / ``fp16``.
     embedding_cache: ``auto`` (on when the image encoder is frozen and unadapted and there is no
-    augmentation), ``true`` (required: an error if impossible) or ``false``."""
+    augmentation), ``true`` (required: an error if impossible) or ``false``; validation images are then
+    served from the cache too. encoder_precision: how the cache is filled (``fp32``; ``bf16`` or ``auto``
+    = bf16 where the CPU or GPU has native bf16). eval_at_start: validate before the first step (step 0 in
+    ``metrics.jsonl``, the zero-shot score of a pretrained model); ``auto`` = for pretrained sources."""
 
     seed: int = 0
     epochs: int = 1
@@ -128,6 +131,8 @@ class TrainConfig:
     log_every_steps: int = 10
     embedding_cache: bool | str = "auto"
     embedding_cache_dir: str = ""
+    encoder_precision: str = "fp32"
+    eval_at_start: bool | str = "auto"
     tensorboard: bool = False
     eval_prompt: str = "box"
 
@@ -151,6 +156,9 @@ class ExperimentConfig:
         if self.train.embedding_cache not in (True, False, "auto"):
             raise ConfigError(f"train.embedding_cache: {self.train.embedding_cache!r} is not one of [true, false, 'auto']")
         _choice("train.eval_prompt", self.train.eval_prompt, ("box", "points", "box_points"))
+        _choice("train.encoder_precision", self.train.encoder_precision, ("fp32", "bf16", "auto"))
+        if self.train.eval_at_start not in (True, False, "auto"):
+            raise ConfigError(f"train.eval_at_start: {self.train.eval_at_start!r} is not one of [true, false, 'auto']")
         if self.optim.grad_accum < 1 or self.train.batch_size < 1:
             raise ConfigError("optim.grad_accum and train.batch_size must be >= 1")
         _check_structures(self.data.structures)

@@ -103,14 +103,16 @@ class EmbeddingCache:
 class EmbeddedSet(Dataset):
     """Items of a preprocessed set with ``image_embeddings`` instead of ``pixel_values``, all from the cache.
 
-    ``preprocessed_set`` itself is not read per item (only its epoch is forwarded): the cache entry has
-    everything a frozen-encoder step needs.
+    For training, ``preprocessed_set`` itself is not read per item (only its epoch is forwarded): the cache
+    entry has everything a frozen-encoder step needs. With ``full_items=True`` (validation) the base item
+    is read for its case id, original label and geometry, and only its ``pixel_values`` are replaced.
     """
 
-    def __init__(self, preprocessed_set, cache: EmbeddingCache, keys: list[str]) -> None:
+    def __init__(self, preprocessed_set, cache: EmbeddingCache, keys: list[str], *, full_items: bool = False) -> None:
         self.base = preprocessed_set
         self.cache = cache
         self.keys = keys
+        self.full_items = full_items
 
     def __len__(self) -> int:
         return len(self.base)
@@ -119,5 +121,10 @@ class EmbeddedSet(Dataset):
         self.base.set_epoch(epoch)
 
     def __getitem__(self, index: int) -> dict:
-        """``{"index", "labels" (S, S), "valid_size" (2,), "image_embeddings" (C, h, w)}``."""
-        return {"index": index, **self.cache.load(self.keys[index])}
+        """``{"index", "labels" (S, S), "valid_size" (2,), "image_embeddings" (C, h, w)}`` (+ the base
+        item's other fields with ``full_items``)."""
+        cached = {"index": index, **self.cache.load(self.keys[index])}
+        if not self.full_items:
+            return cached
+        item = {k: v for k, v in self.base[index].items() if k != "pixel_values"}
+        return {**item, **cached}

@@ -77,7 +77,9 @@ def validate(cfg, model, loader, accelerator) -> dict[str, float]:
             for label, case_id, geometry in zip(batch["original_label"], batch["case_id"], batch["geometry"], strict=True)
         ]
         inputs = to_model_inputs(prompts, accelerator.device)
-        logits, _ = model(inputs, pixel_values=batch["pixel_values"], multimask_output=False)
+        image = ({"image_embeddings": batch["image_embeddings"]} if "image_embeddings" in batch
+                 else {"pixel_values": batch["pixel_values"]})
+        logits, _ = model(inputs, multimask_output=False, **image)
         rows = [
             case_dice(geometry.to_original(logits[b, :, 0].float()), label, structures)
             for b, (label, geometry) in enumerate(zip(batch["original_label"], batch["geometry"], strict=True))

@@ -35,7 +35,7 @@ def test_shipped_configs_cover_the_methods_users_compare():
 
 
 def test_overrides_are_typed_and_nested(tmp_path):
-    cfg = load_config(REPO / "configs/quickstart.yaml", ["optim.lr=3e-4", "data.structures=[lv_endo]", "train.epochs=2"])
+    cfg = load_config(REPO / "configs/quickstart_scratch.yaml", ["optim.lr=3e-4", "data.structures=[lv_endo]", "train.epochs=2"])
     assert cfg.optim.lr == 3e-4 and cfg.data.structures == ["lv_endo"] and cfg.train.epochs == 2
     save_config(cfg, tmp_path / "resolved.yaml")
     assert load_config(tmp_path / "resolved.yaml") == cfg
@@ -58,7 +58,7 @@ def test_overrides_are_typed_and_nested(tmp_path):
 )
 def test_bad_keys_and_values_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(REPO / "configs/quickstart.yaml", [override])
+        load_config(REPO / "configs/quickstart_scratch.yaml", [override])
 
 
 def test_missing_and_malformed_files(tmp_path):

@@ -19,7 +19,7 @@ def _launch(nproc: int, out, camus_root, batch: int) -> None:
     env.pop("CUDA_VISIBLE_DEVICES", None)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
                 "--master_port", str(29500 + nproc), WORKER]
-    args = ["--config", str(REPO / "configs" / "quickstart.yaml"),
+    args = ["--config", str(REPO / "configs" / "quickstart_scratch.yaml"),
             *tiny_overrides(camus_root, out, "train.max_steps=3", f"train.batch_size={batch}",
                             "method.name=lora_encoder", "method.train_prompt_encoder=null")]
     done = subprocess.run([*launcher, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)

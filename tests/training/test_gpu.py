@@ -14,7 +14,7 @@ from tests.training.conftest import REPO, tiny_overrides
 @pytest.mark.parametrize("method", ["lora_encoder", "decoder_only"])
 def test_bf16_training_on_cuda(camus_root, tmp_path, method):
     out = tmp_path / method
-    args = ["--config", str(REPO / "configs" / "quickstart.yaml"),
+    args = ["--config", str(REPO / "configs" / "quickstart_scratch.yaml"),
             *tiny_overrides(camus_root, out, "train.max_steps=4", "train.mixed_precision=bf16",
                             f"method.name={method}", "method.train_prompt_encoder=null")]
     assert train_main(args) == 0

@@ -18,7 +18,7 @@ from medsam_echo.adapters.persist import load_trained
 from medsam_echo.train import main as train_main
 from tests.training.conftest import REPO, tiny_overrides
 
-QUICKSTART = str(REPO / "configs" / "quickstart.yaml")
+QUICKSTART = str(REPO / "configs" / "quickstart_scratch.yaml")
 
 
 def test_smoke_run_writes_config_metrics_and_a_loadable_model(camus_root, tmp_path):
