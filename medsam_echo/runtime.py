@@ -17,20 +17,25 @@ import os
 import sys
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_done = False
+# (mmap max, trim threshold): keep freed memory; glibc's defaults. mallopt takes a C int, so "never trim"
+# is 2**31 - 1 bytes of free heap top.
+_KEEP, _GLIBC_DEFAULT = (0, 2**31 - 1), (65536, 128 * 1024)
+_state = {"kept": False}
 
 
-def tune_allocator() -> bool:
-    """Keep freed memory for reuse (glibc only; idempotent). Returns whether the setting is in force."""
-    global _done
-    if _done:
-        return True
-    if os.environ.get("MEDSAM_ECHO_MALLOC") == "system" or not sys.platform.startswith("linux"):
+def tune_allocator(keep: bool = True) -> bool:
+    """Keep freed memory for reuse (glibc only); ``keep=False`` restores glibc's defaults (benchmarks).
+
+    Returns:
+        Whether freed memory is now kept.
+    """
+    if keep and (os.environ.get("MEDSAM_ECHO_MALLOC") == "system" or not sys.platform.startswith("linux")):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        # mallopt takes a C int: 2**31 - 1 bytes of free heap top before trimming, i.e. keep it all.
-        _done = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+        mmap_max, trim = _KEEP if keep else _GLIBC_DEFAULT
+        ok = bool(libc.mallopt(_M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim))
     except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
         return False
-    return _done
+    _state["kept"] = keep and ok
+    return _state["kept"]

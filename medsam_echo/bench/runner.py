@@ -30,7 +30,7 @@ from medsam_echo.bench import measure
 from medsam_echo.bench.presets import PRESETS, BenchPreset, get_preset
 from medsam_echo.bench.variants import EngineLoop, baseline_loop, engine_config
 from medsam_echo.data.synthetic import make_camus
-from medsam_echo.models.registry import ARCHITECTURES, build_sam
+from medsam_echo.models.registry import build_sam, input_size, model_source
 from medsam_echo.training.embedding_cache import EmbeddedSet
 from medsam_echo.training.model import encoder_is_cacheable, set_attention
 
@@ -41,7 +41,7 @@ def run_preset(preset: BenchPreset, work_dir: Path, *, name: str = "custom", log
     Returns:
         The result dict written as JSON (see benchmarks/README.md).
     """
-    image_size = ARCHITECTURES[preset.architecture][4]
+    image_size = input_size(preset.architecture)
     data_root = work_dir / "synthetic"
     needed = max(preset.cache_images, 2 * max(preset.batch_sizes, default=1))
     make_camus(data_root, patients=max(3, -(-needed * 10 // 32) + 2), seed=0, size=preset.synthetic_size, frames=0)
@@ -167,7 +167,7 @@ def _measure_inference(preset: BenchPreset, image_size: int) -> dict:
     pixels = torch.randn(1, 3, image_size, image_size, device=device)
     boxes = torch.tensor([[[10.0, 10.0, image_size / 2, image_size / 2]] * 3], device=device)
     for label, attention, precision in (("ours", "sdpa", preset.mixed_precision), ("baseline", "eager", "no")):
-        model = build_sam(preset.architecture, device=device).eval()
+        model = _inference_model(preset.architecture, device)
         set_attention(model, attention)
         with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
             embeddings = model.get_image_embeddings(pixels)
@@ -177,6 +177,16 @@ def _measure_inference(preset: BenchPreset, image_size: int) -> dict:
         out[label] = {"encoder_ms": encode, "decoder_ms": decode, "attention": attention, "precision": precision}
     out["encoder_speedup"] = out["baseline"]["encoder_ms"] / out["ours"]["encoder_ms"]
     return out
+
+
+def _inference_model(name: str, device: str):
+    """The preset's model for the latency figures: shipped weights as they are, else random weights."""
+    source = model_source(name)
+    if source == name:
+        from medsam_echo.models.loader import load_sam
+
+        return load_sam(source, device=device).model
+    return build_sam(name, device=device).eval()
 
 
 def _median_ms(call, repeats: int) -> float:
@@ -218,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", required=True, help=f"one of {sorted(PRESETS)}")
     parser.add_argument("--out", required=True, type=Path, help="where to write the JSON result")
     parser.add_argument("--work-dir", type=Path, help="scratch folder to keep (default: a temporary one)")
+    parser.add_argument("--model", help="measure this model instead of the preset's: an architecture name "
+                        "(random weights) or shipped weights such as litemedsam")
     parser.add_argument("--methods", nargs="+", help="measure only these methods (default: the preset's)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, help="measure only these batch sizes")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); 1 on a busy "
@@ -227,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         preset = _narrowed(get_preset(args.preset), args.methods, args.batch_sizes)
+        if args.model:
+            input_size(args.model)  # a KeyError names the known models
+            preset = replace(preset, architecture=args.model)
     except (KeyError, ValueError) as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from accelerate.utils import set_seed
 
 from medsam_echo.bench.baseline import BaselineLoop, MedSAMStyleSet
 from medsam_echo.bench.measure import synchronize
+from medsam_echo.models.registry import model_source
 from medsam_echo.training.checkpoint import Progress
 from medsam_echo.training.config import ExperimentConfig, config_from_dict
 from medsam_echo.training.data import EpochShuffle
@@ -42,7 +43,7 @@ def engine_config(*, architecture: str, image_size: int, method: str, batch_size
     """The experiment config of one benchmarked engine run: MedSAM's box prompts, losses and optimizer."""
     return config_from_dict({
         "output_dir": str(output_dir),
-        "model": {"source": f"scratch:{architecture}", "gradient_checkpointing": gradient_checkpointing,
+        "model": {"source": model_source(architecture), "gradient_checkpointing": gradient_checkpointing,
                   "compile_encoder": compile_encoder},
         "method": {"name": method},
         "data": {"root": str(data_root), "structures": STRUCTURES, "max_train_samples": max_train_samples,

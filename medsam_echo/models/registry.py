@@ -80,6 +80,23 @@ def tiny_vit_sam_config(
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=dec)
 
 
+def input_size(name: str) -> int:
+    """Input side in px of a named architecture or shipped model (``"litemedsam"``: 256)."""
+    if name in TINY_VIT_ARCHITECTURES:
+        return TINY_VIT_ARCHITECTURES[name][0].image_size
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name][4]
+    raise KeyError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES) + sorted(TINY_VIT_ARCHITECTURES)}")
+
+
+def model_source(name: str) -> str:
+    """The model source of a bench or test model name: shipped weights (``litemedsam``) load as they are,
+    other names are built with random weights (``scratch:<name>``)."""
+    from medsam_echo.models.assets import SHIPPED
+
+    return name if name in SHIPPED else f"scratch:{name}"
+
+
 def build_sam(
     name: str, *, seed: int = 0, device: str | torch.device = "cpu", attn_implementation: str = "sdpa"
 ) -> SamModel:

@@ -73,6 +73,8 @@ def set_attention(model: nn.Module, implementation: str) -> None:
         raise ValueError(f"model.attn_implementation: {implementation!r} is not one of "
                          f"{sorted(SAM_VISION_ATTENTION_CLASSES)}")
     model.config._attn_implementation = implementation
+    if getattr(model.config.vision_config, "encoder_type", "vit") != "vit":
+        return  # TinyViT's window attention is our own module, with one implementation
     for layer in model.vision_encoder.layers:
         layer.attn.__class__ = SAM_VISION_ATTENTION_CLASSES[implementation]
 

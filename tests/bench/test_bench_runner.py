@@ -34,6 +34,23 @@ def test_micro_preset_writes_every_documented_figure(tmp_path):
     assert result["inference"]["ours"]["encoder_ms"] > 0 and result["inference"]["baseline"]["attention"] == "eager"
 
 
+def test_a_tinyvit_model_runs_through_the_same_bench(tmp_path):
+    """LiteMedSAM's encoder family needs no special case: --model swaps it into any preset."""
+    out = tmp_path / "tv.json"
+    args = ["--preset", "micro", "--model", "tinyvit_tiny", "--out", str(out), "--threads", "1"]
+    assert main([*args, "--work-dir", str(tmp_path / "w")]) == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["architecture"] == "tinyvit_tiny" and result["settings"]["image_size"] == 64
+    assert result["train_img_s"] > 0 and result["cache"]["speedup"] > 0
+
+
+def test_shipped_weights_are_benched_as_they_are():
+    from medsam_echo.models.registry import input_size, model_source
+
+    assert (model_source("litemedsam"), input_size("litemedsam")) == ("litemedsam", 256)
+    assert model_source("tiny") == "scratch:tiny"
+
+
 def test_unknown_preset_and_gpu_preset_without_gpu_are_clear_errors(tmp_path, capsys):
     assert main(["--preset", "fast", "--out", str(tmp_path / "x.json")]) == 2
     assert "unknown bench preset 'fast'" in capsys.readouterr().err
