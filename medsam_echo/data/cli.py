@@ -13,36 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from medsam_echo.data.base import CaseDataset
-from medsam_echo.data.camus import CamusDataset, detect_layout
 from medsam_echo.data.io import DataError
+from medsam_echo.data.open import detect_format, open_dataset
 from medsam_echo.data.sample import LABELS
 
 SPLITS = ("train", "val", "test")
 
 
-def open_dataset(root: str | Path) -> tuple[str, CaseDataset]:
-    """Detect the format of ``root`` and open it leniently (missing files skipped and reported).
-
-    Returns:
-        ``(format, dataset)`` with format ``"camus-nifti"``, ``"camus-mhd"``, ``"folder"`` or ``"coco"``.
-    """
-    root = Path(root)
-    if root.is_file() and root.suffix.lower() == ".json":
-        from medsam_echo.data.coco import CocoDataset
-
-        return "coco", CocoDataset(root)
-    if (root / "dataset.yaml").is_file():
-        from medsam_echo.data.folder import FolderDataset
-
-        return "folder", FolderDataset(root, on_missing="skip")
-    layout = detect_layout(root)
-    return layout, CamusDataset(root, on_missing="skip", save_splits=False)
-
-
 def summarize(root: str | Path) -> dict:
     """The summary of the dataset at ``root`` as a JSON-ready dict (see :func:`main`)."""
-    fmt, dataset = open_dataset(root)
+    fmt = detect_format(root)
+    dataset = open_dataset(root, "all", on_missing="skip", save_splits=False)
     counts = dataset.splits()
     problems = list(dataset.problems) + list(dataset.skipped)
     label_pixels = np.zeros(256, np.int64)

@@ -15,7 +15,9 @@ Layout (the contract; anything else is an error naming the file)::
     splits: {train: [p1, p2], val: [p3], test: [p4]}   # optional, patient ids
 
 Stored label values are remapped to the CAMUS values of :data:`~medsam_echo.data.sample.LABELS`; a value
-the YAML does not list is an error naming the label file.
+the YAML does not list is an error naming the label file. A stem that names its view and phase as CAMUS
+does (``..._2CH_ED``, ``..._4CH_ES``) gives the sample that view and phase, so ``evaluate`` computes the
+biplane EF of such a dataset.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from medsam_echo.data.splits import check_disjoint
 
 CONFIG_NAME = "dataset.yaml"
 _KEYS = {"labels", "spacing", "patient_regex", "splits"}
+_VIEW_PHASE = re.compile(r"_([24]CH)_(ED|ES)(?:_|$)", re.IGNORECASE)
 
 
 def load_config(path: str | Path) -> dict:
@@ -111,7 +114,8 @@ class FolderDataset(CaseDataset):
                 self._missing(f"{self.root / 'labels'}: no label file for image {image.name}")
                 continue
             patient = self._patient(stem)
-            cases.append(Case(stem, patient, owner.get(patient, ""), image, label))
+            view, phase = _view_phase(stem)
+            cases.append(Case(stem, patient, owner.get(patient, ""), image, label, view, phase))
         self._set_cases([c for c in cases if split is None or c.split == split])
 
     def _patient(self, stem: str) -> str:
@@ -135,7 +139,8 @@ class FolderDataset(CaseDataset):
         label = None if case.label_path is None else self._label(case.label_path, image.shape[:2])
         meta = {"image_path": str(case.image_path), "label_path": case.label_path and str(case.label_path)}
         meta["spacing_source"] = spacing_source
-        return EchoSample(image, label, spacing, case.case_id, case.patient, split=case.split, meta=meta)
+        return EchoSample(image, label, spacing, case.case_id, case.patient, split=case.split, view=case.view,
+                          phase=case.phase, meta=meta)
 
     def _label(self, path: Path, shape: tuple[int, int]) -> np.ndarray:
         stored, _ = read_image(path)
@@ -150,6 +155,12 @@ class FolderDataset(CaseDataset):
                 f"{path}: label values {bad[:5]} are not in the label map {self.config['labels']}"
             )
         return self._lut[stored].astype(np.uint8)
+
+
+def _view_phase(stem: str) -> tuple[str, str]:
+    """``("2CH", "ED")`` from a stem like ``patient0001_2CH_ED``; ``("", "")`` when it names neither."""
+    match = _VIEW_PHASE.search(stem)
+    return (match.group(1).upper(), match.group(2).upper()) if match else ("", "")
 
 
 def _files_by_stem(folder: Path) -> dict[str, Path]:

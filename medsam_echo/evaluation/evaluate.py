@@ -152,17 +152,18 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="medsam-echo evaluate", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--pred", required=True, type=Path, metavar="PRED_DIR", help="<case>.nii.gz / .png label maps")
-    add("--data", required=True, type=Path, metavar="ROOT", help="CAMUS root (2023 NIfTI or 2019 MHD)")
+    add("--data", required=True, type=Path, metavar="ROOT",
+        help="ground truth: CAMUS root (2023 NIfTI or 2019 MHD), folder with dataset.yaml, or COCO JSON")
     add("--split", default="test", choices=("train", "val", "test", "all"), help="default: test")
     add("--out", required=True, type=Path, metavar="OUT_DIR", help="output folder (created)")
     add("--allow-missing", action="store_true", help="leave out cases without prediction (reported)")
     args = parser.parse_args(argv)
 
-    from medsam_echo.data.camus import CamusDataset
+    from medsam_echo.data.open import open_dataset
     from medsam_echo.evaluation.report import write_outputs
 
     try:
-        dataset = CamusDataset(args.data, split=None if args.split == "all" else args.split)
+        dataset = open_dataset(args.data, args.split)
         if len(dataset) == 0:
             raise EvaluationError(f"{args.data}: split {args.split!r} has no cases")
         result = evaluate(dataset, args.pred, allow_missing=args.allow_missing)

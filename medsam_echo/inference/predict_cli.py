@@ -47,11 +47,11 @@ def predict_dataset(
     n_neg: int = 0,
 ) -> int:
     """Write ``out/<case>.nii.gz`` for every case of ``split``; returns the number of cases."""
-    from medsam_echo.data.camus import CamusDataset
+    from medsam_echo.data.open import open_dataset
     from medsam_echo.prompts.eval_prompts import evaluation_prompts
     from medsam_echo.prompts.policies import PromptPolicyConfig
 
-    dataset = CamusDataset(root, split=None if split == "all" else split)
+    dataset = open_dataset(root, split)
     if len(dataset) == 0:
         raise DataError(f"{root}: split {split!r} has no cases")
     if prompt == "auto" and predictor.view_prior is None:

@@ -129,15 +129,15 @@ def _run_prior(trained: Path, config: dict):
 
 
 def fit_prior(root: str | Path, *, save_to: Path | None = None) -> ViewPrior:
-    """Fit a :class:`ViewPrior` of every structure on the ``train`` split of a CAMUS-layout dataset.
+    """Fit a :class:`ViewPrior` of every structure on the ``train`` split of a dataset (any layout).
 
     Args:
         root: the dataset root.
         save_to: also write it there (a read-only place only logs a warning; the prior is returned).
     """
-    from medsam_echo.data.camus import CamusDataset
+    from medsam_echo.data.open import open_dataset
 
-    samples = CamusDataset(root, split="train")
+    samples = open_dataset(root, "train")
     if len(samples) == 0:
         raise ValueError(f"{root}: no train split to fit the view prior on")
     prior = ViewPrior.fit(samples, tuple(STRUCTURES))

@@ -36,7 +36,7 @@ def prior_box_iou(prior: ViewPrior, samples, structures: list[str]) -> dict[str,
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medsam-echo fit-view-prior", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, help="CAMUS release folder (2023 NIfTI or 2019 MHD layout)")
+    parser.add_argument("--data", required=True, help="dataset: CAMUS release, folder with dataset.yaml, or COCO JSON")
     parser.add_argument("--split", default="train", choices=["train", "val"], help="split to fit on")
     parser.add_argument("--structures", nargs="+", default=list(STRUCTURES), choices=list(STRUCTURES))
     parser.add_argument("--out", required=True, help="JSON file, or a model directory (gets view_prior.json)")
@@ -48,9 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from medsam_echo.data.camus import CamusDataset
+    from medsam_echo.data.open import open_dataset
 
-    samples = CamusDataset(args.data, split=args.split)
+    samples = open_dataset(args.data, args.split)
     if len(samples) == 0:
         print(f"fit-view-prior: no {args.split} cases under {args.data}")
         return 1
@@ -61,6 +61,6 @@ def main(argv: list[str]) -> int:
         for name, box in boxes.items():
             print(f"  {view} {name:8s} x0={box[0]:.3f} y0={box[1]:.3f} x1={box[2]:.3f} y1={box[3]:.3f}")
     if args.check_split:
-        ious = prior_box_iou(prior, CamusDataset(args.data, split=args.check_split), args.structures)
+        ious = prior_box_iou(prior, open_dataset(args.data, args.check_split), args.structures)
         print(f"prior box IoU on {args.check_split}: " + ", ".join(f"{k} {v:.3f}" for k, v in ious.items()))
     return 0

@@ -24,7 +24,7 @@ from medsam_echo.prompts.sweep import click_sweep, jitter_sweep, mean_by, noc_ta
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medsam-echo prompt-sweep", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="checkpoint file, model directory or hub id")
-    parser.add_argument("--data", required=True, help="CAMUS release folder")
+    parser.add_argument("--data", required=True, help="dataset: CAMUS release, folder with dataset.yaml, or COCO JSON")
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
     parser.add_argument("--structures", nargs="+", default=["lv_endo", "myo", "la"], choices=list(STRUCTURES))
     parser.add_argument("--mode", default="relative", choices=JITTER_MODES, help="box jitter mode")
@@ -51,12 +51,12 @@ def summarize(jitter_rows: list[dict], click_rows: list[dict]) -> dict:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from medsam_echo.data.camus import CamusDataset
+    from medsam_echo.data.open import open_dataset
     from medsam_echo.models.loader import load_sam
     from medsam_echo.prompts.decode import make_predict_fn
 
     loaded = load_sam(args.model, device=args.device)
-    samples = CamusDataset(args.data, split=args.split)
+    samples = open_dataset(args.data, args.split)
     samples = [samples[i] for i in range(min(args.limit, len(samples)) if args.limit else len(samples))]
     if not samples:
         print(f"prompt-sweep: no {args.split} cases under {args.data}")

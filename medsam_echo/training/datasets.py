@@ -6,26 +6,12 @@ from pathlib import Path
 
 from torch.utils.data import Subset
 
-from medsam_echo.data.camus import CamusDataset
+from medsam_echo.data.open import open_dataset
 from medsam_echo.data.synthetic import make_camus
 from medsam_echo.models.profile import PreprocessProfile
 from medsam_echo.prompts.auto import ViewPrior
 from medsam_echo.training.config import ConfigError, ExperimentConfig
 from medsam_echo.training.data import PreprocessedSet, augment_config_from
-
-
-def open_split(root: str | Path, split: str, *, views, phases):
-    """The ``split`` of the dataset at ``root``: a CAMUS release, a folder dataset or a COCO JSON file."""
-    root = Path(root)
-    if root.suffix.lower() == ".json":
-        from medsam_echo.data.coco import CocoDataset
-
-        return CocoDataset(root, split=split)
-    if (root / "dataset.yaml").is_file():
-        from medsam_echo.data.folder import FolderDataset
-
-        return FolderDataset(root, split)
-    return CamusDataset(root, split, views=views, phases=phases)
 
 
 def fit_view_prior(dataset, structures, accelerator) -> ViewPrior | None:
@@ -60,8 +46,8 @@ def build_datasets(cfg: ExperimentConfig, profile: PreprocessProfile, accelerato
     if "test" in (data.train_split, data.val_split):
         raise ConfigError("data.train_split / data.val_split: the test split is for final evaluation only")
     ensure_synthetic(cfg, accelerator)
-    train = open_split(data.root, data.train_split, views=data.views, phases=data.phases)
-    val = open_split(data.root, data.val_split, views=data.views, phases=data.phases)
+    train = open_dataset(data.root, data.train_split, views=data.views, phases=data.phases)
+    val = open_dataset(data.root, data.val_split, views=data.views, phases=data.phases)
     if len(train) == 0 or len(val) == 0:
         raise ConfigError(f"{data.root}: split {data.train_split!r} has {len(train)} images and "
                           f"{data.val_split!r} has {len(val)}; both need at least one")
