@@ -10,8 +10,6 @@ A trained-weights directory holds:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from torch import nn
 
 from medsam_echo.adapters.bottleneck import adapters_disabled, bottleneck_adapters
 from medsam_echo.adapters.methods import MethodConfig, apply_method
+from medsam_echo.atomic import atomic_write, atomic_write_text
 from medsam_echo.models.errors import CheckpointError
 from medsam_echo.models.loader import LoadedSam, load_sam
 from medsam_echo.models.profile import PreprocessProfile
@@ -36,17 +35,6 @@ def trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_trained(
     model: nn.Module, method: MethodConfig, out_dir: str | Path, *, base: str, profile: PreprocessProfile
 ) -> Path:
@@ -54,10 +42,10 @@ def save_trained(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = trained_state(model)
-    _atomic_write(out_dir / TRAINED_FILE, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    _atomic_write(out_dir / METHOD_FILE, lambda tmp: Path(tmp).write_text(json.dumps(method.to_dict(), indent=2)))
+    atomic_write(out_dir / TRAINED_FILE, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    atomic_write_text(out_dir / METHOD_FILE, json.dumps(method.to_dict(), indent=2))
     base_info = {"base": str(base), "profile": profile.to_dict()}
-    _atomic_write(out_dir / BASE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(base_info, indent=2)))
+    atomic_write_text(out_dir / BASE_FILE, json.dumps(base_info, indent=2))
     return out_dir
 
 

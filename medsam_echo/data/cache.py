@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from medsam_echo.atomic import atomic_write
 from medsam_echo.data.io import DataError
 from medsam_echo.data.transforms import (
     Geometry,
@@ -110,14 +109,11 @@ def _save(path: Path, resized: np.ndarray, label: np.ndarray | None, geometry: G
     }
     if label is not None:
         arrays["label"] = label
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as stream:
             np.savez(stream, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, write)
 
 
 def _load(path: Path) -> tuple[np.ndarray, np.ndarray | None, Geometry]:

@@ -13,14 +13,12 @@ A TinyViT ``OUT_DIR`` is read back by ``load_sam`` (transformers has no TinyViT 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from transformers import SamModel
 
+from medsam_echo.atomic import atomic_write, atomic_write_dir
 from medsam_echo.models.errors import CheckpointError
 from medsam_echo.models.keymap import hf_to_original
 from medsam_echo.models.loader import load_sam
@@ -30,24 +28,12 @@ from medsam_echo.models.profile import PROFILES, PreprocessProfile
 def save_sam(model: SamModel, profile: PreprocessProfile, out_dir: str | Path) -> Path:
     """Write ``model`` (safetensors + config.json) and ``preprocessing.json`` into ``out_dir``, atomically:
     everything is written to a temporary sibling directory that replaces ``out_dir`` at the end."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         profile.save(tmp)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+
+    return atomic_write_dir(out_dir, fill)
 
 
 def to_original_state_dict(model: SamModel) -> dict[str, torch.Tensor]:
@@ -63,18 +49,8 @@ def to_original_state_dict(model: SamModel) -> dict[str, torch.Tensor]:
 
 def save_original(model: SamModel, path: str | Path) -> Path:
     """Write the segment-anything layout ``.pth`` atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = to_original_state_dict(model)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def _load_for_conversion(src: str, profile: str | None) -> tuple[SamModel, PreprocessProfile, list[str]]:

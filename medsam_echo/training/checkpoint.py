@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from medsam_echo.adapters.persist import trained_state
+from medsam_echo.atomic import atomic_write_text
 
 LATEST = "latest"
 PROGRESS_FILE = "progress.json"
@@ -101,7 +102,7 @@ def save_checkpoint(accelerator, output_dir: Path, progress: Progress, *, keep: 
         (tmp / PROGRESS_FILE).write_text(json.dumps(asdict(progress)))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        _write_atomic(root / LATEST, final.name)
+        atomic_write_text(root / LATEST, final.name)
         _prune(root, keep)
     accelerator.wait_for_everyone()
     return final
@@ -116,12 +117,6 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     if not path.is_dir():
         raise FileNotFoundError(f"{pointer} names {path.name}, which does not exist; delete {pointer} to start over")
     return path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _prune(root: Path, keep: int) -> None:

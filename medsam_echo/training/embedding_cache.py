@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
+from medsam_echo.atomic import atomic_write
 from medsam_echo.data.cache import content_key
 from medsam_echo.models.profile import PreprocessProfile
 
@@ -68,13 +67,7 @@ class EmbeddingCache:
         """Store, atomically, ``(C, h, w)`` as fp16 with the ``(S, S)`` label map and ``(2,)`` unpadded ``(h, w)``."""
         tensors = {"embedding": embedding.detach().to("cpu", torch.float16).contiguous(),
                    "labels": labels.to("cpu").contiguous(), "valid_size": valid_size.to("cpu", torch.int64)}
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp)
-            os.replace(tmp, self.path(key))
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write(self.path(key), lambda tmp: save_file(tensors, str(tmp)))
 
     def load(self, key: str) -> dict[str, torch.Tensor]:
         """``{"image_embeddings": (C, h, w) float32, "labels": (S, S), "valid_size": (2,) int64}``."""
