@@ -21,14 +21,33 @@ from torch import nn
 from medsam_echo.adapters.bottleneck import insert_adapters
 from medsam_echo.adapters.freezing import set_base_trainable
 
-# method -> (train image encoder, train prompt encoder, train mask decoder, LoRA on encoder,
-#            LoRA on decoder, bottleneck adapters)
-METHODS: dict[str, tuple[bool, bool, bool, bool, bool, bool]] = {
-    "decoder_only": (False, False, True, False, False, False),
-    "medsam_full": (True, False, True, False, False, False),
-    "lora_encoder": (False, False, True, True, False, False),
-    "lora_encoder_decoder": (False, False, False, True, True, False),
-    "adapter_encoder": (False, False, True, False, False, True),
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What a fine-tuning method trains and adds.
+
+    Attributes:
+        image_encoder, prompt_encoder, mask_decoder: whether the component's base weights train.
+        lora_encoder: LoRA on the image encoder's linear layers (``MethodConfig.lora_targets``).
+        lora_decoder: LoRA on the mask decoder's attention projections.
+        adapters: bottleneck adapters in the image encoder's attention blocks.
+    """
+
+    image_encoder: bool
+    prompt_encoder: bool
+    mask_decoder: bool
+    lora_encoder: bool = False
+    lora_decoder: bool = False
+    adapters: bool = False
+
+
+METHODS: dict[str, MethodSpec] = {
+    "decoder_only": MethodSpec(image_encoder=False, prompt_encoder=False, mask_decoder=True),
+    "medsam_full": MethodSpec(image_encoder=True, prompt_encoder=False, mask_decoder=True),
+    "lora_encoder": MethodSpec(image_encoder=False, prompt_encoder=False, mask_decoder=True, lora_encoder=True),
+    "lora_encoder_decoder": MethodSpec(image_encoder=False, prompt_encoder=False, mask_decoder=False,
+                                       lora_encoder=True, lora_decoder=True),
+    "adapter_encoder": MethodSpec(image_encoder=False, prompt_encoder=False, mask_decoder=True, adapters=True),
 }
 # LoRA target name -> linear layer inside an encoder block, per image-encoder type, and the blocks' path.
 ENCODER_LORA_TARGETS: dict[str, dict[str, str]] = {
@@ -105,12 +124,17 @@ class MethodConfig:
 
     def trains(self) -> dict[str, bool]:
         """Whether the base weights of each component train, after overrides."""
-        image, prompt, decoder, *_ = METHODS[self.name]
+        spec = METHODS[self.name]
         return {
-            "image_encoder": image if self.train_image_encoder is None else self.train_image_encoder,
-            "prompt_encoder": prompt if self.train_prompt_encoder is None else self.train_prompt_encoder,
-            "mask_decoder": decoder if self.train_mask_decoder is None else self.train_mask_decoder,
+            "image_encoder": spec.image_encoder if self.train_image_encoder is None else self.train_image_encoder,
+            "prompt_encoder": spec.prompt_encoder if self.train_prompt_encoder is None else self.train_prompt_encoder,
+            "mask_decoder": spec.mask_decoder if self.train_mask_decoder is None else self.train_mask_decoder,
         }
+
+    def changes_encoder(self) -> bool:
+        """True when the image embeddings change during training (after overrides): no embedding cache."""
+        spec = METHODS[self.name]
+        return self.trains()["image_encoder"] or spec.lora_encoder or spec.adapters
 
     def lora_target_regex(self, encoder: str = "vit") -> str | None:
         """Full-match regex over module names for peft's ``target_modules`` (None: no LoRA).
@@ -118,13 +142,13 @@ class MethodConfig:
         Args:
             encoder: image-encoder type, ``"vit"`` or ``"tiny_vit"`` (its blocks and layer names differ).
         """
-        _, _, _, on_encoder, on_decoder, _ = METHODS[self.name]
+        spec = METHODS[self.name]
         parts = []
-        if on_encoder:
+        if spec.lora_encoder:
             layers = ENCODER_LORA_TARGETS[encoder]
             names = "|".join(layers[t].replace(".", r"\.") for t in self.lora_targets)
             parts.append(rf"{ENCODER_BLOCKS[encoder]}\.({names})")
-        if on_decoder:
+        if spec.lora_decoder:
             parts.append(rf"{_DECODER_ATTENTION}\.({'|'.join(self.decoder_lora_targets)})")
         return "|".join(f"({p})" for p in parts) or None
 
@@ -142,7 +166,7 @@ def apply_method(model: nn.Module, method: MethodConfig) -> nn.Module:
         place). Exactly the parameters the method trains have ``requires_grad=True``.
     """
     model.requires_grad_(False)
-    if METHODS[method.name][5]:
+    if METHODS[method.name].adapters:
         insert_adapters(model, ratio=method.adapter_ratio, mlp_scale=method.adapter_mlp_scale)
     target = method.lora_target_regex(encoder_type(model))
     if target is not None:

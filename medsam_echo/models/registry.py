@@ -8,6 +8,8 @@ ViT-B layout without allocating 375 MB.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from transformers import SamConfig, SamModel
 
@@ -17,23 +19,53 @@ from medsam_echo.models.tinyvit import ENCODER_TYPE, TinyViTSpec, model_class
 # defaults to 1e-6, which shifts the logits of real SAM / LiteMedSAM weights by about 0.01.
 DECODER_LAYER_NORM_EPS = 1e-5
 
-# name -> (width, depth, heads, global-attention blocks, input px, patch px, window, decoder width, neck)
-ARCHITECTURES: dict[str, tuple[int, int, int, list[int], int, int, int, int, int]] = {
-    "vit_b": (768, 12, 12, [2, 5, 8, 11], 1024, 16, 14, 256, 256),
-    "vit_l": (1024, 24, 16, [5, 11, 17, 23], 1024, 16, 14, 256, 256),
-    "vit_h": (1280, 32, 16, [7, 15, 23, 31], 1024, 16, 14, 256, 256),
-    "tiny": (64, 4, 4, [1, 3], 128, 8, 4, 64, 64),
-    "small": (256, 6, 8, [2, 5], 256, 8, 8, 256, 256),  # CPU benchmarks: 32 x 32 tokens, ViT-B's decoder
+@dataclass(frozen=True)
+class VitArchitecture:
+    """A ViT image encoder and its decoder (segment-anything's ``build_sam.py`` arguments).
+
+    Attributes:
+        width, depth, heads: image-encoder width, blocks and attention heads.
+        global_attn: blocks with global attention (the others attend in windows).
+        image_size, patch, window: input side, patch side and window side in px / tokens.
+        decoder_width: prompt-encoder and mask-decoder width.
+        neck: image-embedding channels.
+    """
+
+    width: int
+    depth: int
+    heads: int
+    global_attn: tuple[int, ...]
+    image_size: int
+    patch: int
+    window: int
+    decoder_width: int
+    neck: int
+
+
+ARCHITECTURES: dict[str, VitArchitecture] = {
+    "vit_b": VitArchitecture(768, 12, 12, (2, 5, 8, 11), 1024, 16, 14, 256, 256),
+    "vit_l": VitArchitecture(1024, 24, 16, (5, 11, 17, 23), 1024, 16, 14, 256, 256),
+    "vit_h": VitArchitecture(1280, 32, 16, (7, 15, 23, 31), 1024, 16, 14, 256, 256),
+    "tiny": VitArchitecture(64, 4, 4, (1, 3), 128, 8, 4, 64, 64),
+    "small": VitArchitecture(256, 6, 8, (2, 5), 256, 8, 8, 256, 256),  # CPU benchmarks: 32 x 32 tokens
 }
 
 # TinyViT image encoders (SAM's prompt encoder and decoder): LiteMedSAM and MobileSAM as released, and a
 # tiny one for tests (64 px input, 16 x 16 embeddings, decoder width 32).
-TINY_VIT_ARCHITECTURES: dict[str, tuple[TinyViTSpec, int]] = {  # name -> (encoder, decoder width)
-    "litemedsam": (TinyViTSpec(), 256),
-    "mobilesam": (TinyViTSpec(patch_kernel=3, image_size=1024), 256),
-    "tinyvit_tiny": (
+@dataclass(frozen=True)
+class TinyViTArchitecture:
+    """A TinyViT image encoder and the width of SAM's prompt encoder and decoder behind it."""
+
+    encoder: TinyViTSpec
+    decoder_width: int = 256
+
+
+TINY_VIT_ARCHITECTURES: dict[str, TinyViTArchitecture] = {
+    "litemedsam": TinyViTArchitecture(TinyViTSpec()),
+    "mobilesam": TinyViTArchitecture(TinyViTSpec(patch_kernel=3, image_size=1024)),
+    "tinyvit_tiny": TinyViTArchitecture(
         TinyViTSpec(embed_dims=(16, 32, 40, 64), depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4),
-                    window_sizes=(4, 4, 4, 4), image_size=64), 32,
+                    window_sizes=(4, 4, 4, 4), image_size=64), decoder_width=32,
     ),
 }
 
@@ -49,18 +81,19 @@ KNOWN_HUB_MODELS: dict[str, str] = {
 def sam_config(name: str) -> SamConfig:
     """The ``SamConfig`` of a named architecture (see ``ARCHITECTURES`` and ``TINY_VIT_ARCHITECTURES``)."""
     if name in TINY_VIT_ARCHITECTURES:
-        spec, width = TINY_VIT_ARCHITECTURES[name]
-        return tiny_vit_sam_config(spec, neck=width)
+        arch = TINY_VIT_ARCHITECTURES[name]
+        return tiny_vit_sam_config(arch.encoder, neck=arch.decoder_width)
     if name not in ARCHITECTURES:
         known = sorted(ARCHITECTURES) + sorted(TINY_VIT_ARCHITECTURES)
         raise KeyError(f"unknown architecture {name!r}; choose from {known}")
-    width, depth, heads, global_idx, size, patch, window, dec, neck = ARCHITECTURES[name]
+    a = ARCHITECTURES[name]
+    dec = a.decoder_width
     vision = dict(
-        hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads, global_attn_indexes=global_idx,
-        image_size=size, patch_size=patch, window_size=window, output_channels=neck, num_pos_feats=dec // 2,
-        mlp_dim=4 * width,
+        hidden_size=a.width, num_hidden_layers=a.depth, num_attention_heads=a.heads,
+        global_attn_indexes=list(a.global_attn), image_size=a.image_size, patch_size=a.patch,
+        window_size=a.window, output_channels=a.neck, num_pos_feats=dec // 2, mlp_dim=4 * a.width,
     )
-    prompt = dict(hidden_size=dec, image_size=size, patch_size=patch)
+    prompt = dict(hidden_size=dec, image_size=a.image_size, patch_size=a.patch)
     decoder = dict(hidden_size=dec, mlp_dim=8 * dec, iou_head_hidden_dim=dec, layer_norm_eps=DECODER_LAYER_NORM_EPS)
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
@@ -83,9 +116,9 @@ def tiny_vit_sam_config(
 def input_size(name: str) -> int:
     """Input side in px of a named architecture or shipped model (``"litemedsam"``: 256)."""
     if name in TINY_VIT_ARCHITECTURES:
-        return TINY_VIT_ARCHITECTURES[name][0].image_size
+        return TINY_VIT_ARCHITECTURES[name].encoder.image_size
     if name in ARCHITECTURES:
-        return ARCHITECTURES[name][4]
+        return ARCHITECTURES[name].image_size
     raise KeyError(f"unknown architecture {name!r}; choose from {sorted(ARCHITECTURES) + sorted(TINY_VIT_ARCHITECTURES)}")
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from medsam_echo.adapters.freezing import format_summary, parameter_summary
-from medsam_echo.adapters.methods import METHODS, MethodConfig, apply_method
+from medsam_echo.adapters.methods import MethodConfig, apply_method
 from medsam_echo.models.loader import load_sam
 from medsam_echo.models.profile import PreprocessProfile, get_profile
 from medsam_echo.models.registry import build_sam
@@ -81,8 +81,7 @@ def set_attention(model: nn.Module, implementation: str) -> None:
 
 def encoder_is_cacheable(method: MethodConfig) -> bool:
     """True when image embeddings never change during training (frozen encoder, no adapter or LoRA in it)."""
-    _, _, _, lora_encoder, _, adapters = METHODS[method.name]
-    return not (method.trains()["image_encoder"] or lora_encoder or adapters)
+    return not method.changes_encoder()
 
 
 def describe(model: nn.Module) -> str:

@@ -33,7 +33,9 @@ def test_released_layout_maps_key_for_key(name):
 def test_architecture_is_inferred_from_shapes(name):
     hf, _ = original_to_hf(_original_meta_state(name))
     config = infer_sam_config(hf, name)
-    width, depth, heads, global_idx, size, patch, window, _, _ = ARCHITECTURES[name]
+    a = ARCHITECTURES[name]
+    width, depth, heads, global_idx, size, patch, window = (
+        a.width, a.depth, a.heads, list(a.global_attn), a.image_size, a.patch, a.window)
     vision = config.vision_config
     assert (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads) == (width, depth, heads)
     assert list(vision.global_attn_indexes) == global_idx
