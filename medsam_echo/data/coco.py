@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from medsam_echo.data.base import Case, CaseDataset
-from medsam_echo.data.io import DataError, read_image, write_image
+from medsam_echo.data.io import DataError, read_image, to_uint8, write_image
 from medsam_echo.data.sample import LABELS, EchoSample
 
 
@@ -152,19 +152,35 @@ def _read_json(path: Path) -> dict:
     return data
 
 
+def coco_categories() -> list[dict]:
+    """COCO categories of the CAMUS labels: ids are the label values (``lv_endo`` 1, ``myo`` 2, ``la`` 3)."""
+    return [{"id": v, "name": n, "supercategory": "heart"} for n, v in LABELS.items() if v]
+
+
+def mask_annotation(mask: np.ndarray, ann_id: int, image_id: int, category_id: int) -> dict:
+    """A COCO annotation of a bool mask ``(H, W)``: compressed RLE (exact for rings), area, bbox
+    ``[x, y, width, height]`` px."""
+    mask_api = _mask_api()
+    rle = mask_api.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return {
+        "id": ann_id, "image_id": image_id, "category_id": category_id, "iscrowd": 0,
+        "area": int(mask_api.area(rle)), "bbox": [float(v) for v in mask_api.toBbox(rle)],
+        "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
+    }
+
+
 def export_coco(dataset, out_dir: str | Path, *, name: str = "annotations.json") -> Path:
     """Write ``dataset`` (a sequence of EchoSample) as ``out_dir/images/*.png`` + ``out_dir/<name>``.
 
     Returns:
         The JSON path. One compressed-RLE annotation per label value present in each labelled image.
     """
-    mask_api = _mask_api()
     out_dir = Path(out_dir)
-    categories = [{"id": v, "name": n, "supercategory": "heart"} for n, v in LABELS.items() if v]
+    categories = coco_categories()
     images, annotations = [], []
     for image_id, sample in enumerate(dataset, start=1):
         file_name = f"images/{sample.case_id}.png"
-        write_image(out_dir / file_name, _to_uint8(sample.image))
+        write_image(out_dir / file_name, to_uint8(sample.image))
         height, width = sample.image.shape[:2]
         images.append(
             {"id": image_id, "file_name": file_name, "height": height, "width": width,
@@ -176,20 +192,9 @@ def export_coco(dataset, out_dir: str | Path, *, name: str = "annotations.json")
         if set(values) - set(LABELS.values()):
             raise DataError(f"{sample.case_id}: label values {values} are outside the label map {LABELS}")
         for value in values:
-            rle = mask_api.encode(np.asfortranarray(sample.label == value, dtype=np.uint8))
-            x, y, w, h = (float(v) for v in mask_api.toBbox(rle))  # COCO bbox: [x, y, width, height] px
-            annotations.append(
-                {"id": len(annotations) + 1, "image_id": image_id, "category_id": int(value), "iscrowd": 0,
-                 "area": int(mask_api.area(rle)), "bbox": [x, y, w, h],
-                 "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}}
-            )  # fmt: skip
+            annotations.append(mask_annotation(sample.label == value, len(annotations) + 1, image_id, int(value)))
     path = out_dir / name
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     return path
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image
-    low, high = float(image.min()), float(image.max())
-    return np.round((image - low) * (255.0 / max(high - low, 1e-8))).astype(np.uint8)

@@ -174,3 +174,11 @@ def _write_photo(path: Path, suffix: str, array: np.ndarray) -> None:
     if not ok:
         raise DataError(f"{path}: OpenCV could not encode this array as {suffix}")
     path.write_bytes(encoded.tobytes())
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` / ``(H, W, 3)`` image of any dtype -> uint8 (min-max rescaled unless already uint8)."""
+    if image.dtype == np.uint8:
+        return image
+    low, high = float(image.min()), float(image.max())
+    return np.round((image.astype(np.float64) - low) * (255.0 / max(high - low, 1e-8))).astype(np.uint8)

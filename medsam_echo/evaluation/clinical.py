@@ -24,7 +24,7 @@ A view without LV cavity gives a NaN volume (and EF), which agreement statistics
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -144,6 +144,28 @@ def ejection_fraction(edv_ml: float, esv_ml: float) -> float:
     if not np.isfinite(edv_ml) or not np.isfinite(esv_ml) or edv_ml <= 0:
         return float("nan")
     return 100.0 * (edv_ml - esv_ml) / edv_ml
+
+
+BIPLANE_FRAMES = (("2CH", "ED"), ("2CH", "ES"), ("4CH", "ED"), ("4CH", "ES"))
+
+
+def biplane_ef(frames: Mapping[tuple[str, str], tuple[np.ndarray, tuple[float, float]]]) -> dict[str, float]:
+    """EDV, ESV (mL) and EF (%) of one patient by the biplane method of disks.
+
+    Args:
+        frames: ``{(view, phase): (label map (H, W), (sx, sy) mm)}`` for the four ``BIPLANE_FRAMES``.
+
+    Returns:
+        ``{"edv_ml", "esv_ml", "ef"}`` (NaN where a view has no cavity).
+
+    Raises:
+        ValueError: a frame is missing (named).
+    """
+    missing = [f"{v}_{p}" for v, p in BIPLANE_FRAMES if (v, p) not in frames]
+    if missing:
+        raise ValueError(f"the biplane EF needs 2CH and 4CH frames at ED and ES; missing {missing}")
+    edv, esv = (biplane_volume(*frames[("2CH", phase)], *frames[("4CH", phase)]) for phase in ("ED", "ES"))
+    return {"edv_ml": edv, "esv_ml": esv, "ef": ejection_fraction(edv, esv)}
 
 
 def agreement(pred: Sequence[float], ref: Sequence[float]) -> dict[str, float]:

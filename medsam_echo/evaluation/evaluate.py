@@ -25,13 +25,12 @@ import numpy as np
 
 from medsam_echo.data.io import DataError, read_image
 from medsam_echo.data.sample import LABELS, EchoSample
-from medsam_echo.evaluation.clinical import biplane_volume, ejection_fraction
+from medsam_echo.evaluation.clinical import BIPLANE_FRAMES, biplane_ef
 from medsam_echo.evaluation.metrics import METRICS, case_metrics
 from medsam_echo.evaluation.plausibility import check_plausibility
 
 PRED_SUFFIXES = (".nii.gz", ".png")
 _VALID = np.array(sorted(LABELS.values()))
-_BIPLANE = (("2CH", "ED"), ("4CH", "ED"), ("2CH", "ES"), ("4CH", "ES"))
 
 
 class EvaluationError(ValueError):
@@ -125,7 +124,7 @@ def evaluate(
         result.plausibility.append({"case": case, **check_plausibility(pred)})
         views = pending.setdefault(sample.patient, {})
         views[(sample.view, sample.phase)] = (pred, sample.label, sample.spacing)
-        if set(views) == set(_BIPLANE):
+        if set(views) == set(BIPLANE_FRAMES):
             result.clinical.append(_clinical_row(sample.patient, pending.pop(sample.patient)))
     result.incomplete_patients = sorted(pending)
     return result
@@ -135,16 +134,9 @@ def _clinical_row(patient: str, views: dict) -> dict:
     """EDV, ESV (mL) and EF (%) of one patient from its ``{(view, phase): (pred, gt, spacing)}``."""
     row: dict = {"patient": patient}
     for which, suffix in ((0, ""), (1, "_gt")):  # 0: prediction, 1: ground truth
-        edv, esv = (_volume(views, phase, which) for phase in ("ED", "ES"))
-        row[f"edv_ml{suffix}"], row[f"esv_ml{suffix}"] = edv, esv
-        row[f"ef{suffix}"] = ejection_fraction(edv, esv)
+        result = biplane_ef({key: (frame[which], frame[2]) for key, frame in views.items()})
+        row.update({f"{k}{suffix}": v for k, v in result.items()})
     return row
-
-
-def _volume(views: dict, phase: str, which: int) -> float:
-    """Biplane LV volume (mL) at ``phase`` of the prediction (``which`` 0) or the ground truth (1)."""
-    two, four = views[("2CH", phase)], views[("4CH", phase)]
-    return biplane_volume(two[which], two[2], four[which], four[2])
 
 
 def main(argv: list[str]) -> int:

@@ -19,18 +19,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from medsam_echo.atomic import atomic_write_text
+from medsam_echo.data.coco import coco_categories, mask_annotation
+from medsam_echo.data.io import to_uint8
 from medsam_echo.data.sample import LABELS
 
 # Overlay colours (RGB) per label value.
 COLOURS: dict[int, tuple[int, int, int]] = {1: (230, 60, 60), 2: (60, 200, 90), 3: (70, 130, 240)}
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """``(H, W)`` / ``(H, W, 3)`` image of any dtype -> uint8 (min-max rescaled unless already uint8)."""
-    if image.dtype == np.uint8:
-        return image
-    low, high = float(image.min()), float(image.max())
-    return np.round((image.astype(np.float64) - low) * (255.0 / max(high - low, 1e-8))).astype(np.uint8)
 
 
 def overlay(image: np.ndarray, label_map: np.ndarray, alpha: float = 0.35) -> np.ndarray:
@@ -51,12 +46,6 @@ def overlay(image: np.ndarray, label_map: np.ndarray, alpha: float = 0.35) -> np
         )
         cv2.drawContours(rgb, contours, -1, colour, 1)
     return rgb
-
-
-def _rle(mask: np.ndarray) -> dict:
-    from pycocotools import mask as mask_api
-
-    return mask_api.encode(np.asfortranarray(mask, dtype=np.uint8))
 
 
 def label_score(name: str, scores: Mapping[str, float]) -> float:
@@ -87,8 +76,6 @@ class CocoWriter:
 
         Returns the new image id. Scores per label value: see :func:`label_score`.
         """
-        from pycocotools import mask as mask_api
-
         image_id = len(self.images) + 1
         height, width = label_map.shape
         self.images.append(
@@ -97,28 +84,15 @@ class CocoWriter:
         for name, value in LABELS.items():
             if value == 0 or not (label_map == value).any():
                 continue
-            rle = _rle(label_map == value)
-            score = label_score(name, scores)
-            self.annotations.append(
-                {
-                    "id": len(self.annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": value,
-                    "iscrowd": 0,
-                    "area": int(mask_api.area(rle)),
-                    "bbox": [float(v) for v in mask_api.toBbox(rle)],
-                    "segmentation": {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")},
-                    "score": float(score),
-                }
-            )
+            annotation = mask_annotation(label_map == value, len(self.annotations) + 1, image_id, value)
+            self.annotations.append({**annotation, "score": label_score(name, scores)})
         return image_id
 
     def write(self, path: str | Path) -> Path:
         """Write the COCO dataset JSON to ``path``."""
-        categories = [{"id": v, "name": n, "supercategory": "heart"} for n, v in LABELS.items() if v]
         path = Path(path)
-        path.write_text(
-            json.dumps({"images": self.images, "annotations": self.annotations, "categories": categories})
+        atomic_write_text(
+            path, json.dumps({"images": self.images, "annotations": self.annotations, "categories": coco_categories()})
         )
         return path
 

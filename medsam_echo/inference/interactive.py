@@ -140,23 +140,10 @@ class PromptSession:
         Raises:
             ValueError: one of the four frames is missing (names it).
         """
-        from medsam_echo.evaluation.clinical import biplane_volume, ejection_fraction
+        from medsam_echo.evaluation.clinical import biplane_ef
 
-        by_key = {(f.view, f.phase): f.case_id for f in self.frames.values()}
-        missing = [f"{v}_{p}" for v in ("2CH", "4CH") for p in ("ED", "ES") if (v, p) not in by_key]
-        if missing:
-            raise ValueError(f"the biplane EF needs 2CH and 4CH frames at ED and ES; missing {missing}")
-        volumes = {}
-        for phase in ("ED", "ES"):
-            two, four = (self.frames[by_key[(view, phase)]] for view in ("2CH", "4CH"))
-            volumes[phase] = biplane_volume(
-                self.label_map(two.case_id), two.spacing, self.label_map(four.case_id), four.spacing
-            )
-        return {
-            "edv_ml": volumes["ED"],
-            "esv_ml": volumes["ES"],
-            "ef": ejection_fraction(volumes["ED"], volumes["ES"]),
-        }
+        frames = {(f.view, f.phase): (self.label_map(f.case_id), f.spacing) for f in self.frames.values()}
+        return biplane_ef(frames)
 
     def export(self, out_dir: str | Path) -> dict:
         """Write ``<case_id>.nii.gz`` label maps (with spacing) and ``session.json`` (prompts, EF if known).
