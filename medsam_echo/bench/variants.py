@@ -19,6 +19,7 @@ from accelerate.utils import set_seed
 
 from medsam_echo.bench.baseline import BaselineLoop, MedSAMStyleSet
 from medsam_echo.bench.measure import synchronize
+from medsam_echo.data.sample import DEFAULT_STRUCTURES
 from medsam_echo.models.registry import model_source
 from medsam_echo.training.checkpoint import Progress
 from medsam_echo.training.config import ExperimentConfig, config_from_dict
@@ -27,7 +28,7 @@ from medsam_echo.training.datasets import build_datasets
 from medsam_echo.training.loop import make_optimizer, maybe_embedding_cache, train_loader, train_step
 from medsam_echo.training.model import PromptedSam, build_training_model
 
-STRUCTURES = ["lv_endo", "myo", "la"]
+STRUCTURES = list(DEFAULT_STRUCTURES)
 MEDSAM_SHIFT_AT_1024 = 20  # px: MedSAM's largest outward box shift at its 1024 px input
 
 

@@ -17,6 +17,9 @@ import numpy as np
 LABELS: dict[str, int] = {"background": 0, "lv_endo": 1, "myo": 2, "la": 3}
 
 # Structures users segment and evaluate, as sets of label values. lv_epi = cavity + myocardium.
+# What a model segments when nothing else is said: one prompt each for the CAMUS labels.
+DEFAULT_STRUCTURES: tuple[str, ...] = ("lv_endo", "myo", "la")
+
 STRUCTURES: dict[str, tuple[int, ...]] = {
     "lv_endo": (1,),
     "myo": (2,),

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from medsam_echo.data.sample import DEFAULT_STRUCTURES
 from medsam_echo.inference.engines import Decoded, Encoded
 from medsam_echo.inference.inputs import check_image, check_points, make_prompts
 from medsam_echo.prompts.auto import ViewPrior, refine_boxes
 from medsam_echo.prompts.decode import combine_structures
 from medsam_echo.prompts.prompt_set import Prompts
-
-DEFAULT_STRUCTURES = ("lv_endo", "myo", "la")
 
 
 @dataclass

@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from medsam_echo.adapters.persist import TRAINED_FILE
-from medsam_echo.data.sample import STRUCTURES
+from medsam_echo.data.sample import DEFAULT_STRUCTURES, STRUCTURES
 from medsam_echo.inference.engines import BASELINES, SamEngine
-from medsam_echo.inference.predictor import DEFAULT_STRUCTURES, EchoPredictor
-from medsam_echo.prompts.auto import VIEW_PRIOR_FILENAME, ViewPrior
+from medsam_echo.inference.predictor import EchoPredictor
+from medsam_echo.prompts.auto import VIEW_PRIOR_FILENAME, ViewPrior, fit_view_prior
 
 log = logging.getLogger(__name__)
 BASELINE_STRUCTURES = ("lv_endo", "lv_epi", "la")  # an ellipse per box: the epicardium is one, not the ring
@@ -135,12 +135,7 @@ def fit_prior(root: str | Path, *, save_to: Path | None = None) -> ViewPrior:
         root: the dataset root.
         save_to: also write it there (a read-only place only logs a warning; the prior is returned).
     """
-    from medsam_echo.data.open import open_dataset
-
-    samples = open_dataset(root, "train")
-    if len(samples) == 0:
-        raise ValueError(f"{root}: no train split to fit the view prior on")
-    prior = ViewPrior.fit(samples, tuple(STRUCTURES))
+    prior = fit_view_prior(root, "train", tuple(STRUCTURES))
     if save_to is not None:
         try:
             prior.save(save_to)

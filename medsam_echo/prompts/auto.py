@@ -137,6 +137,20 @@ def _boxes_of(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return np.stack([box_from_mask(m) if m.any() else fallback[i] for i, m in enumerate(masks)])
 
 
+def fit_view_prior(root, split: str = "train", structures: Sequence[str] = tuple(STRUCTURES)) -> ViewPrior:
+    """Fit a :class:`ViewPrior` on the ``split`` of the dataset at ``root`` (any layout ``open_dataset`` reads).
+
+    Raises:
+        ValueError: the split is empty, or a sample has no label, no view or lacks a structure.
+    """
+    from medsam_echo.data.open import open_dataset
+
+    samples = open_dataset(root, split)
+    if len(samples) == 0:
+        raise ValueError(f"{root}: no {split} cases to fit the view prior on")
+    return ViewPrior.fit(samples, structures)
+
+
 def refine_boxes(
     predict: PredictFn, image: np.ndarray, prompts: Prompts, n_iter: int = 2
 ) -> tuple[np.ndarray, Prompts]:

@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 
 from medsam_echo.data.sample import STRUCTURES, structure_mask
-from medsam_echo.prompts.auto import ViewPrior, denormalise_box
+from medsam_echo.prompts.auto import ViewPrior, denormalise_box, fit_view_prior
 from medsam_echo.prompts.boxes import box_from_mask
 
 
@@ -50,11 +50,11 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from medsam_echo.data.open import open_dataset
 
-    samples = open_dataset(args.data, args.split)
-    if len(samples) == 0:
-        print(f"fit-view-prior: no {args.split} cases under {args.data}")
+    try:
+        prior = fit_view_prior(args.data, args.split, args.structures)
+    except ValueError as err:
+        print(f"fit-view-prior: {err}")
         return 1
-    prior = ViewPrior.fit(samples, args.structures)
     path = prior.save(args.out)
     print(f"wrote {path} from {dict(prior.counts)} {args.split} images")
     for view, boxes in sorted(prior.boxes.items()):

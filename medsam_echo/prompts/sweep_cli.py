@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medsam_echo.data.sample import STRUCTURES
+from medsam_echo.data.sample import DEFAULT_STRUCTURES, STRUCTURES
 from medsam_echo.prompts.boxes import JITTER_MODES
 from medsam_echo.prompts.sweep import click_sweep, jitter_sweep, mean_by, noc_table
 
@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="checkpoint file, model directory or hub id")
     parser.add_argument("--data", required=True, help="dataset: CAMUS release, folder with dataset.yaml, or COCO JSON")
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
-    parser.add_argument("--structures", nargs="+", default=["lv_endo", "myo", "la"], choices=list(STRUCTURES))
+    parser.add_argument("--structures", nargs="+", default=list(DEFAULT_STRUCTURES), choices=list(STRUCTURES))
     parser.add_argument("--mode", default="relative", choices=JITTER_MODES, help="box jitter mode")
     parser.add_argument("--levels", nargs="+", type=float, default=[0.0, 0.05, 0.1, 0.2])
     parser.add_argument("--repeats", type=int, default=1, help="jittered boxes per case and level")

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from medsam_echo.adapters.methods import MethodConfig
-from medsam_echo.data.sample import STRUCTURES
+from medsam_echo.data.sample import DEFAULT_STRUCTURES, STRUCTURES
 from medsam_echo.prompts.policies import PromptPolicyConfig
 
 _YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -74,7 +74,7 @@ class DataConfig:
     val_split: str = "val"
     views: list[str] = field(default_factory=lambda: ["2CH", "4CH"])
     phases: list[str] = field(default_factory=lambda: ["ED", "ES"])
-    structures: list[str] = field(default_factory=lambda: ["lv_endo", "myo", "la"])
+    structures: list[str] = field(default_factory=lambda: list(DEFAULT_STRUCTURES))
     max_train_samples: int = 0
     max_val_samples: int = 0
     num_workers: int = 0
