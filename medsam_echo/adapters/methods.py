@@ -14,12 +14,13 @@ for the base weights of each component (adapters always train).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
 from medsam_echo.adapters.bottleneck import insert_adapters
 from medsam_echo.adapters.freezing import set_base_trainable
+from medsam_echo.schema import build_dataclass
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,9 @@ class MethodConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> MethodConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"method: unknown key(s) {unknown}; known keys are {sorted(known)}")
-        return cls(**data)
+    def from_dict(cls, data: dict, *, source: str = "method") -> MethodConfig:
+        """Validate ``data`` (e.g. a run's ``method.json``): unknown keys and wrong types name the key."""
+        return build_dataclass(cls, data, source)
 
     def trains(self) -> dict[str, bool]:
         """Whether the base weights of each component train, after overrides."""

@@ -21,6 +21,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from medsam_echo.schema import build_dataclass
+
 PROFILE_FILENAME = "preprocessing.json"
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
 IMAGENET_STD_255 = (58.395, 57.12, 57.375)
@@ -74,15 +76,8 @@ class PreprocessProfile:
 
     @classmethod
     def from_dict(cls, data: dict, *, source: str = "profile") -> PreprocessProfile:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown preprocessing keys {unknown}; expected a subset of {sorted(known)}")
-        data = dict(data)
-        for key in ("pixel_mean", "pixel_std"):
-            if key in data:
-                data[key] = tuple(float(v) for v in data[key])
-        return cls(**data)
+        """Validate ``data`` (e.g. ``preprocessing.json``): unknown keys and wrong types name the key."""
+        return build_dataclass(cls, data, source)
 
     def save(self, directory: str | Path) -> Path:
         """Write ``preprocessing.json`` into ``directory``; returns its path."""

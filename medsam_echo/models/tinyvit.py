@@ -38,6 +38,8 @@ from transformers.models.sam.modeling_sam import (
     SamVisionNeck,
 )
 
+from medsam_echo.schema import build_dataclass
+
 ENCODER_TYPE = "tiny_vit"
 # The grid of image embeddings both reference implementations hard-code (x.view(B, 64, 64, C)).
 EMBEDDING_GRID = 64
@@ -109,7 +111,8 @@ class TinyViTSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> TinyViTSpec:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        """Validate ``config.vision_config.tiny_vit`` (lists from JSON become tuples)."""
+        return build_dataclass(cls, data, "vision_config.tiny_vit")
 
 
 class ConvBN(nn.Sequential):

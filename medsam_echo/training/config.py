@@ -9,9 +9,6 @@ Every key is checked: an unknown key or a value of the wrong type is an error na
 from __future__ import annotations
 
 import dataclasses
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +17,7 @@ import yaml
 from medsam_echo.adapters.methods import MethodConfig
 from medsam_echo.data.sample import DEFAULT_STRUCTURES, STRUCTURES
 from medsam_echo.prompts.policies import PromptPolicyConfig
-
-_YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the key."""
+from medsam_echo.schema import ConfigError, build_dataclass
 
 
 @dataclass
@@ -176,60 +168,6 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of {list(allowed)}")
 
 
-def _coerce(value, hint, key: str):
-    """Check ``value`` against the type ``hint`` (recursing into dataclasses and lists)."""
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in (o for o in options if o is not type(None)):
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0])
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item,) = typing.get_args(hint)
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        k_type, v_type = typing.get_args(hint)
-        return {_coerce(k, k_type, key): _coerce(v, v_type, f"{key}.{k}") for k, v in value.items()}
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str) and _YAML11_FLOAT.match(value.strip()):
-        return float(value)  # PyYAML (YAML 1.1) reads `1e-4` as a string; it is a float
-    if hint in (int, float, str, bool) and type(value) is not hint:
-        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
-    return value
-
-
-def _build(cls, data, prefix: str):
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(data) - set(hints))
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown config key(s) {[where + k for k in unknown]}; known: {sorted(hints)}")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{prefix or 'config'}: {err}") from err
-
-
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Set dotted ``key=value`` pairs in a nested dict (values parsed as YAML: ``1e-4``, ``true``, ``[1, 2]``)."""
     for item in overrides:
@@ -248,7 +186,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def config_from_dict(data: dict) -> ExperimentConfig:
     """Validate a nested dict into an :class:`ExperimentConfig`."""
-    return _build(ExperimentConfig, data, "")
+    return build_dataclass(ExperimentConfig, data, "")
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:

@@ -159,7 +159,7 @@ def test_unknown_method_and_keys_are_named():
         MethodConfig(name="lora")
     with pytest.raises(ValueError, match="lora_targets"):
         MethodConfig(name="lora_encoder", lora_targets=["q"])
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['rank'\]"):
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['method.rank'\]"):
         MethodConfig.from_dict({"name": "lora_encoder", "rank": 8})
 
 
