@@ -1,54 +1,11 @@
-"""Training entry point, the same code under every launcher:
+"""``python -m medsam_echo.train``: the ``train`` command, for launchers that take a module
+(``accelerate launch -m medsam_echo.train``, ``torchrun -m medsam_echo.train``). See ``cli/train.py``."""
 
-    medsam-echo train --config configs/quickstart.yaml [--output-dir DIR] [--max-steps N] [--resume] [key=value ...]
-    accelerate launch [--multi_gpu ...] -m medsam_echo.train --config FILE ...
-    torchrun --nproc_per_node 2 -m medsam_echo.train --config FILE ...
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
 
-from medsam_echo.training.config import ConfigError, load_config
+from medsam_echo.cli.train import main, parse_args
 
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="medsam-echo train", description="Fine-tune a SAM-family model.")
-    parser.add_argument("--config", required=True, help="experiment YAML (see configs/)")
-    parser.add_argument("--output-dir", help="where the run writes (overrides output_dir)")
-    parser.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides train.max_steps)")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output dir")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. optim.lr=3e-4")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    overrides = list(args.overrides)
-    if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
-    if args.max_steps is not None:
-        overrides.append(f"train.max_steps={args.max_steps}")
-    try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from medsam_echo.runtime import tune_allocator
-    from medsam_echo.training.loop import train
-
-    tune_allocator()  # also under accelerate launch / torchrun, which do not go through cli.py
-    try:
-        record = train(cfg, resume=args.resume).record
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if record:
-        dice = ", ".join(f"{k[len('val_dice_'):]} {v:.3f}" for k, v in record.items() if k.startswith("val_dice_"))
-        print(f"validation Dice {record['val_dice']:.3f} ({dice}) at step {record['step']}; model in {cfg.output_dir}/model")
-    return 0
-
+__all__ = ["main", "parse_args"]
 
 if __name__ == "__main__":
     sys.exit(main())

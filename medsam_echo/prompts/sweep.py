@@ -169,3 +169,15 @@ def mean_by(rows: Iterable[dict], key: str, value: str = "dice") -> dict[tuple, 
     for row in rows:
         groups[row["structure"], row[key]].append(row[value])
     return {group: float(np.mean(values)) for group, values in sorted(groups.items())}
+
+
+def summarize_sweeps(jitter_rows: list[dict], click_rows: list[dict]) -> dict:
+    """Mean Dice per structure and jitter level / click count, and mean NoC@90 per structure."""
+    nocs: dict[str, list[int]] = {}
+    for row in noc_table(click_rows):
+        nocs.setdefault(row["structure"], []).append(row["noc"])
+    return {
+        "dice_by_jitter": {f"{s}@{lvl:g}": v for (s, lvl), v in mean_by(jitter_rows, "level").items()},
+        "dice_by_clicks": {f"{s}@{c}": v for (s, c), v in mean_by(click_rows, "clicks").items()},
+        "noc90": {s: float(np.mean(v)) for s, v in sorted(nocs.items())},
+    }

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from medsam_echo.bench.runner import main
 from medsam_echo.bench.variants import EngineLoop, baseline_loop, engine_config
+from medsam_echo.cli.bench import main
 from medsam_echo.prompts.policies import structure_masks
 
 

@@ -14,9 +14,9 @@ from medsam_echo.data.coco import export_coco
 from medsam_echo.data.io import read_image
 from medsam_echo.data.sample import structure_mask
 from medsam_echo.inference import EchoPredictor
+from medsam_echo.inference.batch import predict_dataset
 from medsam_echo.inference.export import results_against
 from medsam_echo.inference.files import view_from_name
-from medsam_echo.inference.predict_cli import predict_dataset
 from medsam_echo.prompts.boxes import box_from_mask
 
 

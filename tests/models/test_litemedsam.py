@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from medsam_echo.cli.convert import main as convert_main
 from medsam_echo.data.transforms import preprocess
 from medsam_echo.models import assets
-from medsam_echo.models.convert import main as convert_main
 from medsam_echo.models.convert import to_original_state_dict
 from medsam_echo.models.errors import CheckpointError
 from medsam_echo.models.loader import load_sam

@@ -9,7 +9,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from medsam_echo.adapters.persist import trained_state
-from medsam_echo.train import parse_args
+from medsam_echo.cli.train import parse_args
 from medsam_echo.training.config import load_config
 from medsam_echo.training.loop import train
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from medsam_echo.train import main as train_main
+from medsam_echo.cli.train import main as train_main
 from tests.training.conftest import REPO, tiny_overrides
 
 

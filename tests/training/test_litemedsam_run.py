@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from medsam_echo.adapters.persist import load_trained
+from medsam_echo.cli.train import main as train_main
 from medsam_echo.models.loader import load_sam
 from medsam_echo.models.tinyvit import TinyViTSamModel
-from medsam_echo.train import main as train_main
 from tests.training.conftest import REPO
 
 QUICKSTART = str(REPO / "configs" / "quickstart.yaml")

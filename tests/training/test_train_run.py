@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from medsam_echo.adapters.persist import load_trained
-from medsam_echo.train import main as train_main
+from medsam_echo.cli.train import main as train_main
 from tests.training.conftest import REPO, tiny_overrides
 
 QUICKSTART = str(REPO / "configs" / "quickstart_scratch.yaml")

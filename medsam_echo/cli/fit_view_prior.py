@@ -9,29 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from medsam_echo.data.sample import STRUCTURES, structure_mask
-from medsam_echo.prompts.auto import ViewPrior, denormalise_box, fit_view_prior
-from medsam_echo.prompts.boxes import box_from_mask
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two inclusive XYXY px boxes ``(4,)`` (areas count whole pixels)."""
-    inter = np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]) + 1, 0, None).prod()
-    area_a, area_b = ((box[2:] - box[:2] + 1).prod() for box in (a, b))
-    return float(inter / (area_a + area_b - inter))
-
-
-def prior_box_iou(prior: ViewPrior, samples, structures: list[str]) -> dict[str, float]:
-    """Mean IoU per structure between the prior's boxes and the true boxes of labelled ``samples``."""
-    scores: dict[str, list[float]] = {name: [] for name in structures}
-    for sample in samples:
-        for name in structures:
-            true = box_from_mask(structure_mask(sample.label, name))
-            guess = denormalise_box(prior.boxes[sample.view][name], sample.label.shape)
-            scores[name].append(box_iou(guess, true))
-    return {name: float(np.mean(values)) for name, values in scores.items()}
+from medsam_echo.data.sample import STRUCTURES
+from medsam_echo.prompts.auto import fit_view_prior, prior_box_iou
 
 
 def _parser() -> argparse.ArgumentParser:

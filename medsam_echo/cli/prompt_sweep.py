@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-import numpy as np
-
+from medsam_echo.atomic import atomic_write_text
 from medsam_echo.data.sample import DEFAULT_STRUCTURES, STRUCTURES
 from medsam_echo.prompts.boxes import JITTER_MODES
-from medsam_echo.prompts.sweep import click_sweep, jitter_sweep, mean_by, noc_table
+from medsam_echo.prompts.sweep import click_sweep, jitter_sweep, summarize_sweeps
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,18 +33,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="write all rows and the summary as JSON here")
     return parser
-
-
-def summarize(jitter_rows: list[dict], click_rows: list[dict]) -> dict:
-    """Mean Dice per structure and jitter level / click count, and mean NoC@90 per structure."""
-    nocs: dict[str, list[int]] = {}
-    for row in noc_table(click_rows):
-        nocs.setdefault(row["structure"], []).append(row["noc"])
-    return {
-        "dice_by_jitter": {f"{s}@{lvl:g}": v for (s, lvl), v in mean_by(jitter_rows, "level").items()},
-        "dice_by_clicks": {f"{s}@{c}": v for (s, c), v in mean_by(click_rows, "clicks").items()},
-        "noc90": {s: float(np.mean(v)) for s, v in sorted(nocs.items())},
-    }
 
 
 def main(argv: list[str]) -> int:
@@ -66,12 +52,12 @@ def main(argv: list[str]) -> int:
         predict, samples, args.structures, args.levels, mode=args.mode, repeats=args.repeats
     )
     click_rows = click_sweep(predict, samples, args.structures, max_clicks=args.max_clicks)
-    summary = summarize(jitter_rows, click_rows)
+    summary = summarize_sweeps(jitter_rows, click_rows)
     print(f"{len(samples)} {args.split} cases, profile {loaded.profile.name}")
     for section, values in summary.items():
         print(f"{section}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
     if args.out:
         payload = {"args": vars(args), "summary": summary, "jitter": jitter_rows, "clicks": click_rows}
-        Path(args.out).write_text(json.dumps(payload, indent=1) + "\n")
+        atomic_write_text(args.out, json.dumps(payload, indent=1) + "\n")
         print(f"wrote {args.out}")
     return 0

@@ -1,8 +1,9 @@
 """The one `medsam-echo` command.
 
-Each subcommand lives in the stage that owns it and exposes ``main(argv) -> int``; this file only
-routes. Modules are imported lazily, so ``medsam-echo --help`` stays fast and a broken optional
-dependency of one stage does not break the others.
+The command-line layer, apart from the library: one module per subcommand in this package, each a thin
+argparse front over library functions exposing ``main(argv) -> int``; this file only routes. Modules are
+imported lazily, so ``medsam-echo --help`` stays fast and a broken optional dependency of one stage does
+not break the others. Library modules hold no ``main()``.
 """
 
 from __future__ import annotations
@@ -10,21 +11,20 @@ from __future__ import annotations
 import importlib
 import sys
 
-# name -> (module exposing main(argv) -> int, one-line help)
+# name -> (module in medsam_echo.cli exposing main(argv) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("medsam_echo.train", "fine-tune on echo data (also: accelerate launch -m medsam_echo.train)"),
+    "train": ("train", "fine-tune on echo data (also: accelerate launch -m medsam_echo.train)"),
     "convert-checkpoint": (
-        "medsam_echo.models.convert",
-        "convert a SAM / MedSAM checkpoint to a transformers SamModel directory (or back)",
+        "convert", "convert a SAM / MedSAM / LiteMedSAM checkpoint or a fine-tuned run to a model directory (or back)"
     ),
-    "inspect": ("medsam_echo.models.inspect_cli", "load any checkpoint and print its architecture and profile"),
-    "evaluate": ("medsam_echo.evaluation.evaluate", "score predicted label maps: Dice, distances in mm, EF agreement"),
-    "synth": ("medsam_echo.data.synthetic", "write a synthetic CAMUS-layout echo dataset with known EF"),
-    "data": ("medsam_echo.data.cli", "inspect a dataset: `data summary ROOT [--json]`"),
-    "fit-view-prior": ("medsam_echo.prompts.prior_cli", "fit the automatic-prompt view prior on a split"),
-    "prompt-sweep": ("medsam_echo.prompts.sweep_cli", "Dice vs box jitter and clicks (NoC@90)"),
-    "predict": ("medsam_echo.inference.predict_cli", "segment a CAMUS split or image files (label maps, overlays, COCO)"),
-    "bench": ("medsam_echo.bench.runner", "time training (ours vs a MedSAM-style baseline), cache, inference"),
+    "inspect": ("inspect", "load any checkpoint and print its architecture and profile"),
+    "evaluate": ("evaluate", "score predicted label maps: Dice, distances in mm, EF agreement"),
+    "synth": ("synth", "write a synthetic CAMUS-layout echo dataset with known EF"),
+    "data": ("data", "inspect a dataset: `data summary ROOT [--json]`"),
+    "fit-view-prior": ("fit_view_prior", "fit the automatic-prompt view prior on a split"),
+    "prompt-sweep": ("prompt_sweep", "Dice vs box jitter and clicks (NoC@90)"),
+    "predict": ("predict", "segment a dataset split or image files (label maps, overlays, COCO)"),
+    "bench": ("bench", "time training (ours vs a MedSAM-style baseline), cache, inference"),
 }
 
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from medsam_echo.runtime import tune_allocator
 
     tune_allocator()  # large activations reuse memory instead of page-faulting (see runtime.py)
-    module = importlib.import_module(COMMANDS[name][0])
+    module = importlib.import_module(f"medsam_echo.cli.{COMMANDS[name][0]}")
     return int(module.main(rest) or 0)
 
 

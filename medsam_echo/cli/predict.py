@@ -23,66 +23,14 @@ maps file names to a list of ``{"structure": name, "box": [x0, y0, x1, y1]}`` an
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from medsam_echo.data.io import DataError, write_image
+from medsam_echo.data.io import DataError
 from medsam_echo.data.sample import STRUCTURES
+from medsam_echo.inference.batch import predict_dataset
 from medsam_echo.inference.files import predict_files
 from medsam_echo.inference.predictor import EchoPredictor
-
-PROTOCOL_FILE = "predict.json"  # dataset mode: how the predictions were made
-
-
-def predict_dataset(
-    predictor: EchoPredictor,
-    root: Path,
-    split: str,
-    prompt: str,
-    out: Path,
-    *,
-    jitter_px: float = 0.0,
-    n_pos: int = 1,
-    n_neg: int = 0,
-) -> int:
-    """Write ``out/<case>.nii.gz`` for every case of ``split``; returns the number of cases."""
-    from medsam_echo.data.open import open_dataset
-    from medsam_echo.prompts.eval_prompts import evaluation_prompts
-    from medsam_echo.prompts.policies import PromptPolicyConfig
-
-    dataset = open_dataset(root, split)
-    if len(dataset) == 0:
-        raise DataError(f"{root}: split {split!r} has no cases")
-    if prompt == "auto" and predictor.view_prior is None:
-        from medsam_echo.inference.sources import fit_prior
-
-        print(f"predict: no view prior with the model; fitting one on the train split of {root}")
-        predictor.view_prior = fit_prior(root)
-    config = PromptPolicyConfig(
-        policy="box" if prompt == "auto" else prompt, jitter_amount=float(jitter_px), n_pos=n_pos, n_neg=n_neg
-    )
-    salt = f"predict/{prompt}/{jitter_px}/{n_pos}+{n_neg}"
-    out.mkdir(parents=True, exist_ok=True)
-    for sample in dataset:
-        predictor.set_image(sample.image, sample.spacing)
-        if prompt == "auto":
-            label = predictor.segment(view=sample.view or None).label_map
-        else:
-            if sample.label is None:
-                raise DataError(
-                    f"{sample.case_id}: --prompt {prompt} needs ground truth to draw prompts from"
-                )
-            p = evaluation_prompts(
-                sample.label, predictor.structures, sample.case_id, config, spacing=sample.spacing, salt=salt
-            )
-            label = predictor.predict(p.boxes, p.points, p.labels, p.structures).label_map()
-        write_image(out / f"{sample.case_id}.nii.gz", label, spacing=sample.spacing)
-    protocol = {"model": predictor.source, "data": str(root), "split": split, "prompt": prompt,
-                "jitter_px": jitter_px, "n_pos": n_pos, "n_neg": n_neg, "salt": salt,
-                "structures": list(predictor.structures), "cases": len(dataset)}  # fmt: skip
-    (out / PROTOCOL_FILE).write_text(json.dumps(protocol, indent=2) + "\n")
-    return len(dataset)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,0 +1,59 @@
+"""``medsam-echo convert-checkpoint SRC OUT_DIR [--profile NAME] [--to-original OUT.pth]``.
+
+``OUT_DIR`` loads with ``transformers.SamModel.from_pretrained(OUT_DIR)`` (ViT) or ``load_sam(OUT_DIR)``
+(TinyViT) and holds ``preprocessing.json``; ``--to-original`` also writes the original key layout
+(segment-anything / MedSAM, or LiteMedSAM / MobileSAM for TinyViT). ``SRC`` may also be a training run
+(``RUN`` or ``RUN/model``): its fine-tuned weights are written, LoRA merged.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from transformers import SamModel
+
+from medsam_echo.models.convert import save_original, save_sam
+from medsam_echo.models.errors import CheckpointError
+from medsam_echo.models.loader import load_sam
+from medsam_echo.models.profile import PROFILES, PreprocessProfile
+
+
+def _load_for_conversion(src: str, profile: str | None) -> tuple[SamModel, PreprocessProfile, list[str]]:
+    """A checkpoint source, or a fine-tuned run's weights (``RUN`` / ``RUN/model``) with LoRA merged."""
+    from medsam_echo.adapters.persist import TRAINED_FILE, load_trained, merge_lora
+
+    path = Path(src)
+    trained = next((d for d in (path, path / "model") if (d / TRAINED_FILE).is_file()), None)
+    if trained is None:
+        loaded = load_sam(src, profile=profile)
+        notes = [f"  note: {note}" for note in loaded.notes]
+        return loaded.model, loaded.profile, [f"profile {loaded.profile.name}: {loaded.profile_reason}", *notes]
+    model, base = load_trained(trained)
+    try:
+        model = merge_lora(model)
+    except ValueError as err:
+        raise CheckpointError(f"{trained}: {err}") from None
+    return model, base.profile, [f"fine-tuned weights {trained} on {base.source}, profile {base.profile.name}"]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="medsam-echo convert-checkpoint", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "src", help="checkpoint (.pth, .safetensors, transformers directory, hub id, litemedsam), or a training "
+        "run / RUN/model, whose fine-tuned weights are written with LoRA merged"
+    )
+    parser.add_argument("out_dir", help="transformers directory to write (model.safetensors, config.json, preprocessing.json)")
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="override the preprocessing profile")
+    parser.add_argument("--to-original", metavar="OUT.pth", help="also write the segment-anything layout here")
+    args = parser.parse_args(argv)
+    try:
+        model, profile, origin = _load_for_conversion(args.src, args.profile)
+    except CheckpointError as err:
+        parser.exit(1, f"error: {err}\n")
+    save_sam(model, profile, args.out_dir)
+    print(f"wrote {args.out_dir} ({origin[0]})", *origin[1:], sep="\n")
+    if args.to_original:
+        save_original(model, args.to_original)
+        print(f"wrote {args.to_original} (segment-anything layout)")
+    return 0

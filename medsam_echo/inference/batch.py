@@ -1,0 +1,71 @@
+"""Dataset mode of prediction: a model on every case of a dataset split, as label maps ``evaluate`` reads.
+
+Writes ``OUT/<case>.nii.gz`` label maps (CAMUS values, the ground truth's grid and spacing) and
+``predict.json`` (model, split, prompt protocol). Prompts are made from the ground truth with
+``prompts.eval_prompts.evaluation_prompts``, seeded per case and protocol, so every model sees the same
+prompts. ``auto`` uses no ground truth; when the model has no view prior it is fitted on the ``train``
+split of the dataset (never the evaluated split).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from medsam_echo.atomic import atomic_write_text
+from medsam_echo.data.io import DataError, write_image
+from medsam_echo.inference.predictor import EchoPredictor
+
+PROTOCOL_FILE = "predict.json"  # dataset mode: how the predictions were made
+
+
+def predict_dataset(
+    predictor: EchoPredictor,
+    root: Path,
+    split: str,
+    prompt: str,
+    out: Path,
+    *,
+    jitter_px: float = 0.0,
+    n_pos: int = 1,
+    n_neg: int = 0,
+) -> int:
+    """Write ``out/<case>.nii.gz`` for every case of ``split``; returns the number of cases."""
+    from medsam_echo.data.open import open_dataset
+    from medsam_echo.prompts.eval_prompts import evaluation_prompts
+    from medsam_echo.prompts.policies import PromptPolicyConfig
+
+    dataset = open_dataset(root, split)
+    if len(dataset) == 0:
+        raise DataError(f"{root}: split {split!r} has no cases")
+    if prompt == "auto" and predictor.view_prior is None:
+        from medsam_echo.inference.sources import fit_prior
+
+        print(f"predict: no view prior with the model; fitting one on the train split of {root}")
+        predictor.view_prior = fit_prior(root)
+    config = PromptPolicyConfig(
+        policy="box" if prompt == "auto" else prompt, jitter_amount=float(jitter_px), n_pos=n_pos, n_neg=n_neg
+    )
+    salt = f"predict/{prompt}/{jitter_px}/{n_pos}+{n_neg}"
+    out.mkdir(parents=True, exist_ok=True)
+    for sample in dataset:
+        predictor.set_image(sample.image, sample.spacing)
+        if prompt == "auto":
+            label = predictor.segment(view=sample.view or None).label_map
+        else:
+            if sample.label is None:
+                raise DataError(
+                    f"{sample.case_id}: --prompt {prompt} needs ground truth to draw prompts from"
+                )
+            p = evaluation_prompts(
+                sample.label, predictor.structures, sample.case_id, config, spacing=sample.spacing, salt=salt
+            )
+            label = predictor.predict(p.boxes, p.points, p.labels, p.structures).label_map()
+        write_image(out / f"{sample.case_id}.nii.gz", label, spacing=sample.spacing)
+    protocol = {"model": predictor.source, "data": str(root), "split": split, "prompt": prompt,
+                "jitter_px": jitter_px, "n_pos": n_pos, "n_neg": n_neg, "salt": salt,
+                "structures": list(predictor.structures), "cases": len(dataset)}  # fmt: skip
+    atomic_write_text(out / PROTOCOL_FILE, json.dumps(protocol, indent=2) + "\n")
+    return len(dataset)
+
+
