@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from transformers import SamModel
 
@@ -21,20 +20,21 @@ from medsam_echo.models.profile import PROFILES, PreprocessProfile
 
 def _load_for_conversion(src: str, profile: str | None) -> tuple[SamModel, PreprocessProfile, list[str]]:
     """A checkpoint source, or a fine-tuned run's weights (``RUN`` / ``RUN/model``) with LoRA merged."""
-    from medsam_echo.adapters.persist import TRAINED_FILE, load_trained, merge_lora
+    from medsam_echo.adapters.persist import load_trained, merge_lora
+    from medsam_echo.training.run_folder import find_run
 
-    path = Path(src)
-    trained = next((d for d in (path, path / "model") if (d / TRAINED_FILE).is_file()), None)
-    if trained is None:
+    found = find_run(src)
+    if found is None:
         loaded = load_sam(src, profile=profile)
         notes = [f"  note: {note}" for note in loaded.notes]
         return loaded.model, loaded.profile, [f"profile {loaded.profile.name}: {loaded.profile_reason}", *notes]
-    model, base = load_trained(trained)
+    model, base = load_trained(found.trained_dir)
     try:
         model = merge_lora(model)
     except ValueError as err:
-        raise CheckpointError(f"{trained}: {err}") from None
-    return model, base.profile, [f"fine-tuned weights {trained} on {base.source}, profile {base.profile.name}"]
+        raise CheckpointError(f"{found.trained_dir}: {err}") from None
+    origin = f"fine-tuned weights {found.trained_dir} on {base.source}, profile {base.profile.name}"
+    return model, base.profile, [origin]
 
 
 def main(argv: list[str]) -> int:

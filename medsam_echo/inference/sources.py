@@ -16,7 +16,8 @@ without hand-work, the first of these is used:
   of the automatic mode and saved as ``RUN/view_prior.json`` for next time.
 
 Otherwise the automatic mode raises an error that says how to provide one. A run's label-map
-structures come from ``data.structures`` of ``RUN/config.yaml``.
+structures come from ``data.structures`` of ``RUN/config.yaml``. The run folder is read only through
+:mod:`medsam_echo.training.run_folder`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from medsam_echo.adapters.persist import TRAINED_FILE
 from medsam_echo.data.sample import DEFAULT_STRUCTURES, STRUCTURES
 from medsam_echo.inference.engines import BASELINES, SamEngine
 from medsam_echo.inference.predictor import EchoPredictor
 from medsam_echo.prompts.auto import VIEW_PRIOR_FILENAME, ViewPrior, fit_view_prior
+from medsam_echo.training.run_folder import FoundRun, find_run
 
 log = logging.getLogger(__name__)
 BASELINE_STRUCTURES = ("lv_endo", "lv_epi", "la")  # an ellipse per box: the epicardium is one, not the ring
@@ -39,28 +40,6 @@ BASELINE_STRUCTURES = ("lv_endo", "lv_epi", "la")  # an ellipse per box: the epi
 def default_device() -> torch.device:
     """CUDA when available, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def trained_dir_of(source: str | Path) -> Path | None:
-    """The trained-weights dir of a run dir or of ``RUN/model``; ``None`` for other sources."""
-    path = Path(source)
-    for candidate in (path, path / "model"):
-        if (candidate / TRAINED_FILE).is_file():
-            return candidate
-    return None
-
-
-def run_config(trained_dir: Path) -> dict:
-    """``config.yaml`` of the run that wrote ``trained_dir`` (``RUN/model`` -> ``RUN``), or ``{}``."""
-    import yaml
-
-    path = trained_dir.parent / "config.yaml"
-    if not path.is_file():
-        return {}
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of config groups")
-    return data
 
 
 def load_predictor(
@@ -90,8 +69,8 @@ def load_predictor(
             BASELINES[name](), structures=structures or BASELINE_STRUCTURES, view_prior=prior, source=name
         )
     device = torch.device(device) if device is not None else default_device()
-    trained = trained_dir_of(source)
-    if trained is None:
+    found = find_run(source)
+    if found is None:
         from medsam_echo.models.loader import load_sam
 
         loaded = load_sam(source, device=device)
@@ -99,10 +78,9 @@ def load_predictor(
         return EchoPredictor(
             engine, structures=structures or DEFAULT_STRUCTURES, view_prior=prior, source=name
         )
-    engine = SamEngine(*_load_trained(trained, device), **options)
-    config = run_config(trained)
-    run_structures = tuple(config.get("data", {}).get("structures") or DEFAULT_STRUCTURES)
-    prior = prior or _run_prior(trained, config)
+    engine = SamEngine(*_load_trained(found.trained_dir, device), **options)
+    run_structures = found.structures() or DEFAULT_STRUCTURES
+    prior = prior or _run_prior(found)
     return EchoPredictor(engine, structures=structures or run_structures, view_prior=prior, source=name)
 
 
@@ -117,15 +95,15 @@ def _load_trained(trained: Path, device: torch.device):
     return model.to(device).eval(), loaded.profile
 
 
-def _run_prior(trained: Path, config: dict):
+def _run_prior(found: FoundRun):
     """The saved view prior of a run, or a callable fitting it from the run's training data, or ``None``."""
-    for directory in (trained, trained.parent):
-        if (directory / VIEW_PRIOR_FILENAME).is_file():
-            return ViewPrior.load(directory / VIEW_PRIOR_FILENAME)
-    root = config.get("data", {}).get("root")
-    if not root or not Path(root).is_dir():
+    saved = found.view_prior_path()
+    if saved is not None:
+        return ViewPrior.load(saved)
+    root = found.data_root()
+    if root is None:
         return None
-    return lambda: fit_prior(root, save_to=trained.parent / VIEW_PRIOR_FILENAME)
+    return lambda: fit_prior(root, save_to=found.trained_dir.parent / VIEW_PRIOR_FILENAME)
 
 
 def fit_prior(root: str | Path, *, save_to: Path | None = None) -> ViewPrior:

@@ -213,8 +213,13 @@ def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
+def to_yaml(config: ExperimentConfig) -> str:
+    """The resolved config as YAML text (what ``config.yaml`` of a run holds)."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
 def save_config(config: ExperimentConfig, path: str | Path) -> Path:
-    """Write the resolved config as YAML."""
-    path = Path(path)
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    return path
+    """Write the resolved config as YAML, atomically."""
+    from medsam_echo.atomic import atomic_write_text
+
+    return atomic_write_text(path, to_yaml(config))

@@ -19,7 +19,6 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from medsam_echo.adapters.persist import save_trained
 from medsam_echo.models.convert import save_sam
 from medsam_echo.models.fast_encoder import InferenceEncoder
 from medsam_echo.training.batches import make_train_prompts, structure_targets
@@ -29,12 +28,13 @@ from medsam_echo.training.checkpoint import (
     latest_checkpoint,
     save_checkpoint,
 )
-from medsam_echo.training.config import ConfigError, ExperimentConfig, save_config
+from medsam_echo.training.config import ConfigError, ExperimentConfig
 from medsam_echo.training.data import EpochShuffle, collate
 from medsam_echo.training.datasets import build_datasets, fit_view_prior
 from medsam_echo.training.embedding_cache import EmbeddedSet, EmbeddingCache, item_key, model_key
 from medsam_echo.training.losses import sam_loss
 from medsam_echo.training.model import PromptedSam, build_training_model, describe, encoder_is_cacheable
+from medsam_echo.training.run_folder import BASE, BEST, MODEL, RunFolder
 from medsam_echo.training.validate import validate
 
 
@@ -66,7 +66,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
     set_seed(cfg.train.seed)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
+        RunFolder(out).write_config(cfg)
     built = build_training_model(
         cfg.model.source, cfg.method, profile=cfg.model.profile, seed=cfg.train.seed,
         attn_implementation=cfg.model.attn_implementation, gradient_checkpointing=cfg.model.gradient_checkpointing,
@@ -145,7 +145,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
             save_checkpoint(accelerator, out, progress)
         epoch += 1
     bar.close()
-    _save_final(accelerator, cfg, model, built, base_ref, out / "model")
+    _save_final(accelerator, cfg, model, built, base_ref, MODEL)
     accelerator.end_training()
     return TrainResult(record, accelerator.unwrap_model(model).model, progress.step)
 
@@ -175,9 +175,9 @@ def _write_base(accelerator, cfg: ExperimentConfig, built, out: Path) -> str:
         local = Path(cfg.model.source)
         return str(local.resolve()) if local.exists() else cfg.model.source  # a file, or a hub id
     if accelerator.is_main_process:
-        save_sam(built.base_model, built.profile, out / "base")
+        save_sam(built.base_model, built.profile, RunFolder(out).base_dir)
     accelerator.wait_for_everyone()
-    return "../base"
+    return f"../{BASE}"  # relative to RUN/model and RUN/best
 
 
 def _eval_at_start(cfg: ExperimentConfig, built) -> bool:
@@ -319,19 +319,18 @@ def _evaluate_and_log(cfg, model, val_loader, accelerator, built, base_ref, prog
     accelerator.print(json.dumps(record))
     if record["val_dice"] > progress.best_dice:
         progress.best_dice, progress.best_step = record["val_dice"], progress.step
-        _save_final(accelerator, cfg, model, built, base_ref, Path(cfg.output_dir) / "best")
+        _save_final(accelerator, cfg, model, built, base_ref, BEST)
     if accelerator.is_main_process:
-        with open(Path(cfg.output_dir) / "metrics.jsonl", "a") as stream:
-            stream.write(json.dumps(record) + "\n")
+        RunFolder(Path(cfg.output_dir)).append_metrics(record)
     return record
 
 
-def _save_final(accelerator, cfg, model, built, base_ref: str, directory: Path) -> None:
-    """Trained weights + method + base reference; loads with ``load_trained`` and ``medsam-echo predict``."""
+def _save_final(accelerator, cfg, model, built, base_ref: str, which: str) -> None:
+    """``RUN/<which>``: trained weights + method + base reference + view prior; loads with ``load_trained``
+    and ``medsam-echo predict``."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         inner = accelerator.unwrap_model(model).model
-        save_trained(inner, cfg.method, directory, base=base_ref, profile=built.profile)
-        if built.view_prior is not None:
-            built.view_prior.save(directory)  # automatic prompts for `predict --prompt auto`
+        RunFolder(Path(cfg.output_dir)).save_model(inner, cfg, which, base=base_ref, profile=built.profile,
+                                                   view_prior=built.view_prior)
     accelerator.wait_for_everyone()

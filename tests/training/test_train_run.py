@@ -161,3 +161,22 @@ def test_an_lv_epi_run_reports_the_derived_myocardium_and_predicts_label_maps(ca
     boxes = [box_from_mask(structure_mask(sample.label, s)) for s in structures]
     labels = predictor.predict(boxes=boxes, structure=predictor.structures).label_map()
     assert labels.shape == sample.label.shape and set(np.unique(labels)) <= {0, 1, 2, 3}
+
+
+def test_a_run_is_read_back_by_the_predictor_through_the_run_folder_only(camus_root, tmp_path):
+    """Training writes RUN/ through RunFolder; the predictor finds weights, structures and view prior there."""
+    from medsam_echo.inference import EchoPredictor
+    from medsam_echo.training.run_folder import RunFolder, find_run
+
+    out = tmp_path / "run"
+    overrides = tiny_overrides(camus_root, out, "train.max_steps=2", "data.structures=[lv_endo,lv_epi,la]")
+    assert train_main(["--config", QUICKSTART, *overrides]) == 0
+    run = RunFolder(out)
+    assert run.config().data.structures == ["lv_endo", "lv_epi", "la"]  # typed, not a raw dict
+    assert [r["step"] for r in run.metrics()][-1] == 2
+    found = find_run(out)
+    assert found.trained_dir == out / "model" and found.run == run
+    assert found.view_prior_path() == out / "model" / "view_prior.json"
+    predictor = EchoPredictor.from_source(out)
+    assert predictor.structures == ("lv_endo", "lv_epi", "la") and predictor.view_prior is not None
+    assert find_run(out / "best").trained_dir == out / "best"
