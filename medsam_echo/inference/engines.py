@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from medsam_echo.data.transforms import Geometry, preprocess
-from medsam_echo.models.fast_encoder import InferenceEncoder
+from medsam_echo.data.transforms import Geometry
 from medsam_echo.models.profile import PreprocessProfile
-from medsam_echo.prompts.decode import decode_candidates
-from medsam_echo.prompts.prompt_set import Prompts, to_model_inputs
+from medsam_echo.prompts.decode import SamForward
+from medsam_echo.prompts.prompt_set import Prompts
 
 
 @dataclass
@@ -92,21 +91,22 @@ class SamEngine:
             raise ValueError(
                 f"decoder_precision must be one of {sorted(DECODER_PRECISIONS)}, got {decoder_precision!r}"
             )
-        self.model = model.eval()
-        self.profile = profile
+        self.forward = SamForward(model, profile)
+        self.model, self.profile = self.forward.model, profile
+        self.device, self.dtype = self.forward.device, self.forward.dtype
         self.autocast = DECODER_PRECISIONS[decoder_precision]
         if compile_decoder:
             self.model.mask_decoder.compile(dynamic=True)
-        parameter = next(model.parameters())
-        self.device, self.dtype = parameter.device, parameter.dtype
-        self.encoder = InferenceEncoder(self.model.vision_encoder)  # BatchNorm folded, channels-last
 
-    @torch.inference_mode()
+    @property
+    def encoder(self):
+        """The inference copy of the image encoder (BatchNorm folded, channels-last)."""
+        return self.forward.encoder
+
     def encode(self, image: np.ndarray) -> Encoded:
         """Preprocess an ``(H, W)`` / ``(H, W, 3)`` image as the profile says and run the image encoder."""
-        ready = preprocess(image, self.profile)
-        pixels = torch.from_numpy(ready.pixel_values)[None].to(self.device, self.dtype)
-        return Encoded(ready.geometry.original_size, self.encoder(pixels).to(self.dtype), ready.geometry)
+        embeddings, geometry = self.forward.encode(image)
+        return Encoded(geometry.original_size, embeddings, geometry)
 
     @torch.inference_mode()
     def decode(
@@ -126,17 +126,16 @@ class SamEngine:
                 f"mask_input must be this model's low-res logits ({side} x {side} px), "
                 f"got {tuple(mask_input.shape[-2:])}"
             )
-        inputs = to_model_inputs([prompts.to_input(encoded.geometry)], self.device)
         masks = None if mask_input is None else mask_input[None].to(self.device, self.dtype)
         with torch.autocast(
             self.device.type, dtype=self.autocast or torch.float32, enabled=bool(self.autocast)
         ):
-            low_res, iou = decode_candidates(
-                self.model, encoded.embeddings, inputs, input_masks=masks, multimask_output=multimask
+            low_res, iou = self.forward.decode(
+                encoded.embeddings, encoded.geometry, prompts, input_masks=masks, multimask=multimask
             )
-        low_res = low_res[0].float()
+        low_res = low_res.float()
         logits = encoded.geometry.to_original(low_res)
-        return Decoded(low_res, logits.cpu().numpy(), iou[0].float().cpu().numpy())
+        return Decoded(low_res, logits.cpu().numpy(), iou.float().cpu().numpy())
 
 
 class EllipseEngine:

@@ -22,6 +22,7 @@ import torch
 from medsam_echo.data.sample import DEFAULT_STRUCTURES
 from medsam_echo.inference.engines import Decoded, Encoded
 from medsam_echo.inference.inputs import check_image, check_points, make_prompts
+from medsam_echo.inference.sources import load_source
 from medsam_echo.prompts.auto import ViewPrior, refine_boxes
 from medsam_echo.prompts.decode import combine_structures
 from medsam_echo.prompts.prompt_set import Prompts
@@ -102,9 +103,8 @@ class EchoPredictor:
             **kwargs: ``view_prior`` (path or :class:`ViewPrior`) and ``structures``, overriding what the
                 run saved; ``decoder_precision`` (``"fp32"`` or ``"bf16"``) and ``compile_decoder``.
         """
-        from medsam_echo.inference.sources import load_predictor
-
-        return load_predictor(source, device=device, **kwargs)
+        loaded = load_source(source, device=device, **kwargs)
+        return cls(loaded.engine, structures=loaded.structures, view_prior=loaded.view_prior, source=loaded.name)
 
     @property
     def view_prior(self) -> ViewPrior | None:

@@ -23,13 +23,14 @@ structures come from ``data.structures`` of ``RUN/config.yaml``. The run folder 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from medsam_echo.data.sample import DEFAULT_STRUCTURES, STRUCTURES
 from medsam_echo.inference.engines import BASELINES, SamEngine
-from medsam_echo.inference.predictor import EchoPredictor
 from medsam_echo.prompts.auto import VIEW_PRIOR_FILENAME, ViewPrior, fit_view_prior
 from medsam_echo.training.run_folder import FoundRun, find_run
 
@@ -42,7 +43,17 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_predictor(
+@dataclass
+class LoadedSource:
+    """What a predictor is built from: an engine, its label-map structures and its view prior."""
+
+    engine: object
+    structures: tuple[str, ...]
+    view_prior: ViewPrior | Callable[[], ViewPrior] | None
+    name: str
+
+
+def load_source(
     source: str | Path,
     *,
     device: str | torch.device | None = None,
@@ -50,8 +61,8 @@ def load_predictor(
     structures: tuple[str, ...] | None = None,
     decoder_precision: str = "fp32",
     compile_decoder: bool = False,
-) -> EchoPredictor:
-    """An :class:`EchoPredictor` for ``source`` (module docstring for what is accepted).
+) -> LoadedSource:
+    """The engine, structures and view prior for ``source`` (module docstring for what is accepted).
 
     Args:
         source: run dir, ``RUN/model``, checkpoint, hub id or baseline name.
@@ -65,9 +76,7 @@ def load_predictor(
     name = str(source)
     prior = ViewPrior.load(view_prior) if isinstance(view_prior, (str, Path)) else view_prior
     if name in BASELINES:
-        return EchoPredictor(
-            BASELINES[name](), structures=structures or BASELINE_STRUCTURES, view_prior=prior, source=name
-        )
+        return LoadedSource(BASELINES[name](), tuple(structures or BASELINE_STRUCTURES), prior, name)
     device = torch.device(device) if device is not None else default_device()
     found = find_run(source)
     if found is None:
@@ -75,13 +84,11 @@ def load_predictor(
 
         loaded = load_sam(source, device=device)
         engine = SamEngine(loaded.model, loaded.profile, **options)
-        return EchoPredictor(
-            engine, structures=structures or DEFAULT_STRUCTURES, view_prior=prior, source=name
-        )
+        return LoadedSource(engine, tuple(structures or DEFAULT_STRUCTURES), prior, name)
     engine = SamEngine(*_load_trained(found.trained_dir, device), **options)
     run_structures = found.structures() or DEFAULT_STRUCTURES
     prior = prior or _run_prior(found)
-    return EchoPredictor(engine, structures=structures or run_structures, view_prior=prior, source=name)
+    return LoadedSource(engine, tuple(structures or run_structures), prior, name)
 
 
 def _load_trained(trained: Path, device: torch.device):

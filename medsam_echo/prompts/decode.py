@@ -20,6 +20,7 @@ from medsam_echo.prompts.prompt_set import Prompts, to_model_inputs
 if TYPE_CHECKING:
     from transformers import SamModel
 
+    from medsam_echo.data.transforms import Geometry
     from medsam_echo.models.profile import PreprocessProfile
 
 # predict(image (H, W), prompts in px of image) -> (n, H, W) bool masks, one per prompted structure
@@ -157,36 +158,74 @@ def combine_structures(logits: np.ndarray | torch.Tensor, structures: Sequence[s
     return out
 
 
+class SamForward:
+    """The SAM forward path for images: preprocess -> encode -> decode, one place for every caller.
+
+    The predictor's engine, ``make_predict_fn`` (prompt sweeps, automatic prompts) and the notebooks run
+    images through it; the training step and validation (``training.model.PromptedSam``) run the same
+    decoder call, :func:`decode_candidates`, on batches of preprocessed images or cached embeddings.
+
+    Args:
+        model: a ``SamModel`` (ViT or TinyViT; plain, peft-wrapped or with adapters), its device and
+            dtype used for every tensor.
+        profile: the preprocessing its weights expect.
+    """
+
+    def __init__(self, model: SamModel, profile: PreprocessProfile) -> None:
+        from medsam_echo.models.fast_encoder import InferenceEncoder
+
+        self.model = model.eval()
+        self.profile = profile
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+        self.encoder = InferenceEncoder(model.vision_encoder)  # BatchNorm folded, channels-last
+
+    @torch.inference_mode()
+    def encode(self, image: np.ndarray) -> tuple[torch.Tensor, Geometry]:
+        """``(H, W)`` / ``(H, W, 3)`` image -> ``(1, C, h', w')`` embeddings and the image's geometry."""
+        from medsam_echo.data.transforms import preprocess
+
+        ready = preprocess(image, self.profile)
+        pixels = torch.from_numpy(ready.pixel_values)[None].to(self.device, self.dtype)
+        return self.encoder(pixels).to(self.dtype), ready.geometry
+
+    @torch.inference_mode()
+    def decode(self, embeddings: torch.Tensor, geometry: Geometry, prompts: Prompts, *,
+               input_masks: torch.Tensor | None = None, multimask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode ``n`` prompts (px of the original image) in one call.
+
+        Returns:
+            low-res logits ``(n, m, h, w)`` and predicted IoU ``(n, m)`` (``m`` = 3 with ``multimask``).
+        """
+        inputs = to_model_inputs([prompts.to_input(geometry)], self.device)
+        low_res, iou = decode_candidates(self.model, embeddings, inputs, input_masks=input_masks,
+                                         multimask_output=multimask)
+        return low_res[0], iou[0]
+
+
 def make_predict_fn(
     model: SamModel, profile: PreprocessProfile, *, multimask_output: bool = False
 ) -> PredictFn:
     """A model-agnostic ``predict(image, prompts) -> masks`` for a ``SamModel`` and its profile.
 
-    The returned function preprocesses ``image`` ``(H, W)`` with ``profile``, maps ``prompts`` (px of
-    ``image``) into the model input, decodes all structures in one call and returns ``(n, H, W)`` bool
-    masks on the original grid. The image embedding of the last image is cached, so repeated prompts on
-    one image (click loops, jitter sweeps) run the encoder once.
+    The returned function runs :class:`SamForward` and returns ``(n, H, W)`` bool masks on the original
+    grid (per prompt the candidate with the best predicted IoU). The image embedding of the last image is
+    cached, so repeated prompts on one image (click loops, jitter sweeps) run the encoder once.
     """
-    from medsam_echo.data.transforms import preprocess
-
+    forward = SamForward(model, profile)
     cache: dict[str, tuple] = {}
-    parameter = next(model.parameters())
-    device, dtype = parameter.device, parameter.dtype
 
     def embed(image: np.ndarray):
         key = hashlib.sha1(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()).hexdigest()
         if key not in cache:
-            ready = preprocess(image, profile)
-            pixels = torch.from_numpy(ready.pixel_values)[None].to(device, dtype)
             cache.clear()
-            cache[key] = (model.get_image_embeddings(pixels), ready.geometry)
+            cache[key] = forward.encode(image)
         return cache[key]
 
-    @torch.no_grad()
     def predict(image: np.ndarray, prompts: Prompts) -> np.ndarray:
         embeddings, geometry = embed(np.asarray(image))
-        inputs = to_model_inputs([prompts.to_input(geometry)], device)
-        logits, _ = decode_structures(model, embeddings, inputs, multimask_output=multimask_output)
-        return geometry.to_original(logits[0].float()).cpu().numpy() > 0
+        low_res, iou = forward.decode(embeddings, geometry, prompts, multimask=multimask_output)
+        best = torch.take_along_dim(low_res, iou.argmax(dim=-1)[:, None, None, None], dim=1)[:, 0]
+        return geometry.to_original(best.float()).cpu().numpy() > 0
 
     return predict

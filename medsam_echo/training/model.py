@@ -1,7 +1,9 @@
 """The model being trained: base checkpoint + method, wrapped so one ``forward`` does a whole step.
 
 ``PromptedSam.forward`` runs the image encoder once (or takes cached embeddings), then the decoder for
-every refinement round, so Accelerate / DDP see a single forward per step whatever the prompt policy.
+every refinement round, so Accelerate / DDP see a single forward per step whatever the prompt policy. The
+decoder call is the one every stage makes (``prompts.decode.decode_candidates``); images are
+preprocessed by the same ``data.transforms.preprocess`` as ``prompts.decode.SamForward`` uses.
 """
 
 from __future__ import annotations
