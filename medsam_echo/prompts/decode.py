@@ -91,9 +91,15 @@ def decode_structures(
     masks, iou = decode_candidates(
         model, image_embeddings, inputs, input_masks=input_masks, multimask_output=multimask_output
     )
-    best = iou.argmax(dim=-1)
-    logits = torch.take_along_dim(masks, best[..., None, None, None], dim=2)[:, :, 0]
-    return logits, torch.take_along_dim(iou, best[..., None], dim=2)[..., 0]
+    return select_best(masks, iou)
+
+
+def select_best(masks: torch.Tensor, iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per prompt, the candidate with the best predicted IoU: ``(..., m, h, w)``, ``(..., m)`` ->
+    ``(..., h, w)``, ``(...)``."""
+    best = iou.argmax(dim=-1, keepdim=True)
+    logits = torch.take_along_dim(masks, best[..., None, None], dim=-3).squeeze(-3)
+    return logits, torch.take_along_dim(iou, best, dim=-1).squeeze(-1)
 
 
 def combine_structures(logits: np.ndarray | torch.Tensor, structures: Sequence[str]) -> np.ndarray:
@@ -225,7 +231,7 @@ def make_predict_fn(
     def predict(image: np.ndarray, prompts: Prompts) -> np.ndarray:
         embeddings, geometry = embed(np.asarray(image))
         low_res, iou = forward.decode(embeddings, geometry, prompts, multimask=multimask_output)
-        best = torch.take_along_dim(low_res, iou.argmax(dim=-1)[:, None, None, None], dim=1)[:, 0]
+        best, _ = select_best(low_res, iou)
         return geometry.to_original(best.float()).cpu().numpy() > 0
 
     return predict
