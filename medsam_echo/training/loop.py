@@ -132,7 +132,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
             bar.update(1)
             if progress.step % cfg.train.log_every_steps == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-cfg.train.log_every_steps:]):.4f}")
-                accelerator.log({"train/loss": float(loss), "train/lr": scheduler.get_last_lr()[0],
+                accelerator.log({"train/loss": float(loss.detach()), "train/lr": scheduler.get_last_lr()[0],
                                  **{f"train/{k}": v for k, v in parts.items()}}, step=progress.step)
             if cfg.train.save_every_steps and progress.step % cfg.train.save_every_steps == 0:
                 save_checkpoint(accelerator, out, progress)
