@@ -75,25 +75,6 @@ def decode_candidates(
     return masks, out.iou_scores.reshape(batch, n, -1)
 
 
-def decode_structures(
-    model,
-    image_embeddings: torch.Tensor,
-    inputs: dict[str, torch.Tensor],
-    *,
-    input_masks: torch.Tensor | None = None,
-    multimask_output: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Like :func:`decode_candidates`, keeping per prompt the candidate with the best predicted IoU.
-
-    Returns:
-        ``logits`` ``(B, n, h, w)`` (low-res) and ``iou`` ``(B, n)`` predicted IoU.
-    """
-    masks, iou = decode_candidates(
-        model, image_embeddings, inputs, input_masks=input_masks, multimask_output=multimask_output
-    )
-    return select_best(masks, iou)
-
-
 def select_best(masks: torch.Tensor, iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per prompt, the candidate with the best predicted IoU: ``(..., m, h, w)``, ``(..., m)`` ->
     ``(..., h, w)``, ``(...)``."""

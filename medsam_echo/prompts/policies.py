@@ -17,11 +17,11 @@ Adding a prompt kind is one function and one entry in ``_KINDS``.
 A training step with the ``iterative`` policy (``gt`` ``(B, n, S, S)`` from the preprocessed labels)::
 
     prompts, inputs = make_prompt_batch(labels, structures, rng, cfg, geometries=geometries)
-    logits, iou = decode_structures(model, embeddings, inputs)
+    logits, iou = select_best(*decode_candidates(model, embeddings, inputs))
     loss = criterion(logits, gt)
     for _ in range(cfg.iterative_rounds):
         prompts, inputs = iterative_round(prompts, logits, gt, rng)
-        logits, iou = decode_structures(model, embeddings, inputs)  # uses inputs["input_masks"]
+        logits, iou = select_best(*decode_candidates(model, embeddings, inputs))  # uses inputs["input_masks"]
         loss = loss + criterion(logits, gt)
 """
 
@@ -266,7 +266,7 @@ def iterative_round(
 
     Returns:
         The updated prompts and ``SamModel`` keyword tensors, with ``input_masks`` ``(B, n, 1, h, w)``:
-        the detached previous logits, for ``decode_structures(..., input_masks=...)``. A structure whose
+        the detached previous logits, for ``decode_candidates(..., input_masks=...)``. A structure whose
         prediction is already perfect gets a positive click at its most interior point, so every
         structure keeps the same number of points.
     """

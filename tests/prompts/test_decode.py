@@ -15,8 +15,8 @@ from medsam_echo.models.profile import get_profile
 from medsam_echo.prompts.decode import (
     combine_structures,
     decode_candidates,
-    decode_structures,
     make_predict_fn,
+    select_best,
 )
 from medsam_echo.prompts.prompt_set import Prompts, to_model_inputs
 
@@ -56,13 +56,13 @@ def test_batched_decoding_equals_one_structure_at_a_time(tiny_sam, with_masks):
     masks = torch.randn(2, 3, 1, 64, 64) if with_masks else None
     with torch.no_grad():
         embeddings = tiny_sam.get_image_embeddings(torch.randn(2, 3, 128, 128))
-        logits, iou = decode_structures(tiny_sam, embeddings, inputs, input_masks=masks)
+        logits, iou = select_best(*decode_candidates(tiny_sam, embeddings, inputs, input_masks=masks))
         assert logits.shape == (2, 3, 64, 64) and iou.shape == (2, 3)
         for i in range(3):
             one = {k: v[:, i : i + 1] for k, v in inputs.items()}
-            single, _ = decode_structures(
+            single, _ = select_best(*decode_candidates(
                 tiny_sam, embeddings, one, input_masks=None if masks is None else masks[:, i : i + 1]
-            )
+            ))
             assert torch.allclose(single[:, 0], logits[:, i], atol=1e-4)
 
 
@@ -70,7 +70,7 @@ def test_multimask_output_keeps_the_best_scored_mask(tiny_sam):
     inputs = _inputs()
     with torch.no_grad():
         embeddings = tiny_sam.get_image_embeddings(torch.randn(2, 3, 128, 128))
-        logits, iou = decode_structures(tiny_sam, embeddings, inputs, multimask_output=True)
+        logits, iou = select_best(*decode_candidates(tiny_sam, embeddings, inputs, multimask_output=True))
         candidates, scores = decode_candidates(tiny_sam, embeddings, inputs, multimask_output=True)
         out = tiny_sam(image_embeddings=embeddings, multimask_output=True, **inputs)
     assert candidates.shape == (2, 3, 3, 64, 64) and torch.equal(scores, out.iou_scores)
