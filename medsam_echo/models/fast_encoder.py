@@ -25,7 +25,8 @@ PRECISIONS = ("fp32", "bf16", "auto")
 def cpu_has_bf16() -> bool:
     """True when this CPU has native bf16 dot products (AVX512-BF16 or AMX), where bf16 autocast pays."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as info:
+            flags = info.read()
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
