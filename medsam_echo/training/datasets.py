@@ -14,7 +14,7 @@ from medsam_echo.training.config import ConfigError, ExperimentConfig
 from medsam_echo.training.data import PreprocessedSet, augment_config_from
 
 
-def fit_view_prior(dataset, structures, accelerator) -> ViewPrior | None:
+def fit_run_view_prior(dataset, structures, accelerator) -> ViewPrior | None:
     """The automatic-prompt prior (mean normalised box per view and structure) of the training split,
     saved with every model the run writes; ``None``, with the reason printed, when images have no view."""
     if not accelerator.is_main_process:

@@ -30,7 +30,7 @@ from medsam_echo.training.checkpoint import (
 )
 from medsam_echo.training.config import ConfigError, ExperimentConfig
 from medsam_echo.training.data import EpochShuffle, collate
-from medsam_echo.training.datasets import build_datasets, fit_view_prior
+from medsam_echo.training.datasets import build_datasets, fit_run_view_prior
 from medsam_echo.training.embedding_cache import EmbeddedSet, EmbeddingCache, item_key, model_key
 from medsam_echo.training.losses import sam_loss
 from medsam_echo.training.model import PromptedSam, build_training_model, describe, encoder_is_cacheable
@@ -76,7 +76,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
     accelerator.print(f"method {cfg.method.name} on {cfg.model.source} (profile {built.profile.name})\n{describe(built.model)}")
 
     train_set, val_set = build_datasets(cfg, built.profile, accelerator)
-    built.view_prior = fit_view_prior(train_set.dataset, cfg.data.structures, accelerator)
+    built.view_prior = fit_run_view_prior(train_set.dataset, cfg.data.structures, accelerator)
     train_set = maybe_embedding_cache(cfg, built, train_set, accelerator)
     if isinstance(train_set, EmbeddedSet):  # frozen encoder: validation reads the same cache
         val_set = maybe_embedding_cache(cfg, built, val_set, accelerator, full_items=True)
