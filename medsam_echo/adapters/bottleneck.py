@@ -15,9 +15,6 @@ starts at zero, so inserting adapters does not change the model's output.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
@@ -101,17 +98,3 @@ def attention_blocks(encoder: nn.Module) -> list[nn.Module]:
 def bottleneck_adapters(model: nn.Module) -> list[BottleneckAdapter]:
     """All bottleneck adapters in ``model`` (empty when none were inserted)."""
     return [m for m in model.modules() if isinstance(m, BottleneckAdapter)]
-
-
-@contextmanager
-def adapters_disabled(model: nn.Module) -> Iterator[None]:
-    """Run the base model: bottleneck adapters bypassed inside the ``with`` block."""
-    adapters = bottleneck_adapters(model)
-    previous = [a.enabled for a in adapters]
-    for adapter in adapters:
-        adapter.enabled = False
-    try:
-        yield
-    finally:
-        for adapter, state in zip(adapters, previous, strict=True):
-            adapter.enabled = state

@@ -10,15 +10,13 @@ A trained-weights directory holds:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from medsam_echo.adapters.bottleneck import adapters_disabled, bottleneck_adapters
+from medsam_echo.adapters.bottleneck import bottleneck_adapters
 from medsam_echo.adapters.methods import MethodConfig, apply_method
 from medsam_echo.atomic import atomic_write, atomic_write_text
 from medsam_echo.models.errors import CheckpointError
@@ -111,15 +109,3 @@ def merge_lora(model: nn.Module) -> nn.Module:
     from peft import PeftModel
 
     return model.merge_and_unload() if isinstance(model, PeftModel) else model
-
-
-@contextmanager
-def base_model_only(model: nn.Module) -> Iterator[None]:
-    """Inside the block, ``model`` computes the base model's output (LoRA and adapters bypassed)."""
-    from peft import PeftModel
-
-    with ExitStack() as stack:
-        if isinstance(model, PeftModel):
-            stack.enter_context(model.disable_adapter())
-        stack.enter_context(adapters_disabled(model))
-        yield

@@ -4,7 +4,6 @@
    learned from a training split and saved with the model (``view_prior.json``).
 2. Refinement: predict with the prior's boxes, take each predicted mask's box, predict again
    (:func:`refine_boxes`); the prior only has to land roughly on the structure.
-3. Sequences: the previous frame's masks prompt the next frame (:func:`propagate`).
 
 Everything takes a ``predict(image, prompts) -> (n, H, W) bool`` callable, so it works with any model
 (``decode.make_predict_fn`` builds one for a ``SamModel``)::
@@ -175,29 +174,6 @@ def refine_boxes(
         prompts = Prompts(prompts.structures, boxes=boxes)
         masks = predict(image, prompts)
     return masks, prompts
-
-
-def propagate(predict: PredictFn, frames: np.ndarray, first: Prompts, n_iter: int = 1) -> np.ndarray:
-    """Segment a sequence: frame ``t`` is prompted with the boxes of frame ``t-1``'s masks.
-
-    Args:
-        predict: ``(image, prompts) -> (n, H, W)`` bool masks.
-        frames: ``(T, H, W)`` images.
-        first: box prompts for frame 0 (a user's boxes, or the view prior's).
-        n_iter: :func:`refine_boxes` refinements per frame.
-
-    Returns:
-        ``(T, n, H, W)`` bool masks. A structure predicted empty keeps its previous box.
-    """
-    frames = np.asarray(frames)
-    if frames.ndim != 3:
-        raise ValueError(f"frames must be (T, H, W), got shape {frames.shape}")
-    prompts, out = first, []
-    for frame in frames:
-        masks, prompts = refine_boxes(predict, frame, prompts, n_iter)
-        out.append(masks)
-        prompts = Prompts(prompts.structures, boxes=_boxes_of(masks, np.asarray(prompts.boxes)))
-    return np.stack(out)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -52,17 +52,13 @@ class TrainResult:
 
 
 def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
-    """Train ``cfg``; writes everything under ``cfg.output_dir`` (see the README's run layout)."""
+    """Train ``cfg``; writes everything under ``cfg.output_dir`` (see the README's run layout).
+
+    Reads top to bottom: the model and its base reference, the data, the optimizer and schedule, the
+    resume point, an optional step-0 validation, the epochs, the final model.
+    """
     out = Path(cfg.output_dir)
-    accelerator = Accelerator(
-        # Without a GPU, Accelerate only forms a gloo process group (torchrun, accelerate launch) when
-        # told to run on the CPU; otherwise every process would train alone.
-        cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
-        mixed_precision=cfg.train.mixed_precision,
-        gradient_accumulation_steps=cfg.optim.grad_accum,
-        log_with="tensorboard" if cfg.train.tensorboard else None,
-        project_dir=str(out),
-    )
+    accelerator = _accelerator(cfg, out)
     set_seed(cfg.train.seed)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -74,11 +70,48 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
     )
     base_ref = _write_base(accelerator, cfg, built, out)
     accelerator.print(f"method {cfg.method.name} on {cfg.model.source} (profile {built.profile.name})\n{describe(built.model)}")
+    train_set, val_set, sampler, loader, val_loader = _data(cfg, built, accelerator)
+    optimizer = make_optimizer(cfg, built.model)
+    trainable = [p for group in optimizer.param_groups for p in group["params"]]
+    accelerator.print(f"optimizing {sum(p.numel() for p in trainable):,} parameters in {len(trainable)} tensors")
+    total_steps = cfg.train.max_steps or cfg.train.epochs * math.ceil(
+        len(loader) / accelerator.num_processes / cfg.optim.grad_accum)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg, total_steps))
+    # The scheduler is stepped here once per optimizer step, not handed to Accelerate: its prepared
+    # scheduler advances num_processes times per step, which would change the schedule with the GPU count.
+    model, optimizer, loader, val_loader = accelerator.prepare(PromptedSam(built.model), optimizer, loader, val_loader)
+    install_trained_only_hooks(accelerator)
+    if cfg.train.tensorboard:
+        accelerator.init_trackers("tensorboard")
+    run = _Run(cfg, accelerator, built, base_ref, model, optimizer, scheduler, train_set, sampler, loader,
+               val_loader, total_steps, _resumed(cfg, accelerator, scheduler, resume))
+    record = run.epochs()
+    _save_final(accelerator, cfg, model, built, base_ref, MODEL)
+    accelerator.end_training()
+    return TrainResult(record, accelerator.unwrap_model(model).model, run.progress.step)
 
+
+def _accelerator(cfg: ExperimentConfig, out: Path) -> Accelerator:
+    return Accelerator(
+        # Without a GPU, Accelerate only forms a gloo process group (torchrun, accelerate launch) when
+        # told to run on the CPU; otherwise every process would train alone.
+        cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
+        mixed_precision=cfg.train.mixed_precision,
+        gradient_accumulation_steps=cfg.optim.grad_accum,
+        log_with="tensorboard" if cfg.train.tensorboard else None,
+        project_dir=str(out),
+    )
+
+
+def _data(cfg: ExperimentConfig, built, accelerator):
+    """``(train_set, val_set, sampler, loader, val_loader)``; fits the run's view prior on the way.
+
+    A frozen encoder's embeddings are cached once, and validation reads the same cache.
+    """
     train_set, val_set = build_datasets(cfg, built.profile, accelerator)
     built.view_prior = fit_run_view_prior(train_set.dataset, cfg.data.structures, accelerator)
     train_set = maybe_embedding_cache(cfg, built, train_set, accelerator)
-    if isinstance(train_set, EmbeddedSet):  # frozen encoder: validation reads the same cache
+    if isinstance(train_set, EmbeddedSet):
         val_set = maybe_embedding_cache(cfg, built, val_set, accelerator, full_items=True)
     sampler = EpochShuffle(len(train_set), cfg.train.seed)
     loader = train_loader(cfg, train_set, sampler)
@@ -86,45 +119,75 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
                             num_workers=cfg.data.num_workers)
     if len(loader) == 0:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the {len(train_set)} training images")
+    return train_set, val_set, sampler, loader, val_loader
 
-    optimizer = make_optimizer(cfg, built.model)
-    trainable = [p for group in optimizer.param_groups for p in group["params"]]
-    accelerator.print(f"optimizing {sum(p.numel() for p in trainable):,} parameters in {len(trainable)} tensors")
-    steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / cfg.optim.grad_accum)
-    total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg, total_steps))
-    model = PromptedSam(built.model)
-    # The scheduler is stepped here once per optimizer step, not handed to Accelerate: its prepared
-    # scheduler advances num_processes times per step, which would change the schedule with the GPU count.
-    model, optimizer, loader, val_loader = accelerator.prepare(model, optimizer, loader, val_loader)
-    install_trained_only_hooks(accelerator)
-    if cfg.train.tensorboard:
-        accelerator.init_trackers("tensorboard")
 
-    progress = Progress()
-    if resume and (checkpoint := latest_checkpoint(out)) is not None:
-        accelerator.load_state(str(checkpoint))
-        progress = Progress.load(checkpoint)
-        for _ in range(progress.step):  # the schedule is a function of the step alone
-            scheduler.step()
-        accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
-    batches_done = progress.step * cfg.optim.grad_accum
-    start_epoch, skip = divmod(batches_done, len(loader))
+def _resumed(cfg: ExperimentConfig, accelerator, scheduler, resume: bool) -> Progress:
+    """The progress to start from: the latest checkpoint's (state restored) with ``resume``, else step 0."""
+    out = Path(cfg.output_dir)
+    if not resume or (checkpoint := latest_checkpoint(out)) is None:
+        return Progress()
+    accelerator.load_state(str(checkpoint))
+    progress = Progress.load(checkpoint)
+    for _ in range(progress.step):  # the schedule is a function of the step alone
+        scheduler.step()
+    accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
+    return progress
 
-    record: dict = {}
-    if progress.step == 0 and _eval_at_start(cfg, built):
-        record = _evaluate_and_log(cfg, model, val_loader, accelerator, built, base_ref, progress, -1, [])
-        accelerator.print(f"before fine-tuning (step 0): validation Dice {_dice_line(record, cfg)}")
-    clock = _Deadline(cfg.train.max_minutes, accelerator)
-    bar = tqdm(total=total_steps, initial=progress.step, disable=not accelerator.is_local_main_process)
-    epoch = start_epoch
-    while progress.step < total_steps and not clock.expired:
-        sampler.set_epoch(epoch)  # image order of this epoch, the same for any process count
-        train_set.set_epoch(epoch)  # augmentation stream of this epoch
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+
+@dataclass
+class _Run:
+    """The prepared pieces of one run, and its epochs."""
+
+    cfg: ExperimentConfig
+    accelerator: Accelerator
+    built: object
+    base_ref: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_set: object
+    sampler: EpochShuffle
+    loader: DataLoader
+    val_loader: DataLoader
+    total_steps: int
+    progress: Progress
+
+    def validate(self, epoch: int, losses: list[float]) -> dict:
+        return _evaluate_and_log(self.cfg, self.model, self.val_loader, self.accelerator, self.built, self.base_ref,
+                                 self.progress, epoch, losses)
+
+    def epochs(self) -> dict:
+        """Train until ``total_steps`` or ``train.max_minutes``; returns the last validation record."""
+        cfg, accelerator, progress = self.cfg, self.accelerator, self.progress
+        record: dict = {}
+        if progress.step == 0 and _eval_at_start(cfg, self.built):
+            record = self.validate(-1, [])
+            accelerator.print(f"before fine-tuning (step 0): validation Dice {_dice_line(record, cfg)}")
+        epoch, skip = divmod(progress.step * cfg.optim.grad_accum, len(self.loader))
+        clock = _Deadline(cfg.train.max_minutes, accelerator)
+        bar = tqdm(total=self.total_steps, initial=progress.step, disable=not accelerator.is_local_main_process)
+        while progress.step < self.total_steps and not clock.expired:
+            losses = self._epoch(epoch, skip, clock, bar)
+            skip = 0
+            last = progress.step >= self.total_steps or clock.expired
+            if last or (epoch + 1) % cfg.train.eval_every_epochs == 0:
+                record = self.validate(epoch, losses)
+                save_checkpoint(accelerator, Path(cfg.output_dir), progress)
+            epoch += 1
+        bar.close()
+        return record
+
+    def _epoch(self, epoch: int, skip: int, clock: _Deadline, bar) -> list[float]:
+        """One epoch's steps (the first ``skip`` batches already done before a resume); returns the losses."""
+        cfg, accelerator, progress = self.cfg, self.accelerator, self.progress
+        self.sampler.set_epoch(epoch)  # image order of this epoch, the same for any process count
+        self.train_set.set_epoch(epoch)  # augmentation stream of this epoch
+        batches = accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
         losses = []
         for i, batch in enumerate(batches, start=skip):
-            loss, parts = train_step(cfg, accelerator, model, optimizer, scheduler, batch, (epoch, i), progress)
+            loss, parts = train_step(cfg, accelerator, self.model, self.optimizer, self.scheduler, batch, (epoch, i),
+                                     progress)
             losses.append(float(loss.detach()))
             if not accelerator.sync_gradients:
                 continue
@@ -132,22 +195,13 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
             bar.update(1)
             if progress.step % cfg.train.log_every_steps == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-cfg.train.log_every_steps:]):.4f}")
-                accelerator.log({"train/loss": float(loss.detach()), "train/lr": scheduler.get_last_lr()[0],
+                accelerator.log({"train/loss": float(loss.detach()), "train/lr": self.scheduler.get_last_lr()[0],
                                  **{f"train/{k}": v for k, v in parts.items()}}, step=progress.step)
             if cfg.train.save_every_steps and progress.step % cfg.train.save_every_steps == 0:
-                save_checkpoint(accelerator, out, progress)
-            if progress.step >= total_steps or clock.check():
+                save_checkpoint(accelerator, Path(cfg.output_dir), progress)
+            if progress.step >= self.total_steps or clock.check():
                 break
-        skip = 0
-        last = progress.step >= total_steps or clock.expired
-        if last or (epoch + 1) % cfg.train.eval_every_epochs == 0:
-            record = _evaluate_and_log(cfg, model, val_loader, accelerator, built, base_ref, progress, epoch, losses)
-            save_checkpoint(accelerator, out, progress)
-        epoch += 1
-    bar.close()
-    _save_final(accelerator, cfg, model, built, base_ref, MODEL)
-    accelerator.end_training()
-    return TrainResult(record, accelerator.unwrap_model(model).model, progress.step)
+        return losses
 
 
 class _Deadline:

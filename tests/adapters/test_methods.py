@@ -7,12 +7,15 @@ layers gives the base output; save -> load gives the same outputs; and for LoRA,
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import pytest
 import torch
 
+from medsam_echo.adapters.bottleneck import bottleneck_adapters
 from medsam_echo.adapters.freezing import component_of, is_added, parameter_summary
 from medsam_echo.adapters.methods import METHODS, MethodConfig, apply_method
-from medsam_echo.adapters.persist import base_model_only, load_trained, merge_lora, save_trained
+from medsam_echo.adapters.persist import load_trained, merge_lora, save_trained
 from medsam_echo.models.convert import save_sam
 from medsam_echo.models.profile import get_profile
 from medsam_echo.models.registry import build_sam
@@ -95,6 +98,23 @@ def test_one_step_changes_only_trainable_parameters(case):
     assert with_gradient  # and something did
 
 
+
+@contextmanager
+def _bypassed(model):
+    """Inside the block, LoRA (peft's ``disable_adapter``) and bottleneck adapters (``enabled``) are off."""
+    from peft import PeftModel
+
+    adapters = bottleneck_adapters(model)
+    with model.disable_adapter() if isinstance(model, PeftModel) else nullcontext():
+        for adapter in adapters:
+            adapter.enabled = False
+        try:
+            yield
+        finally:
+            for adapter in adapters:
+                adapter.enabled = True
+
+
 @pytest.mark.parametrize("name", [n for n in sorted(CASES) if EXPECTED[n][1]])
 def test_bypassing_added_layers_gives_the_base_output(name, arch):
     """Only the added layers train here (base weights frozen by override), so after a step the tuned
@@ -109,7 +129,7 @@ def test_bypassing_added_layers_gives_the_base_output(name, arch):
     model.eval()
     with torch.no_grad():
         tuned = _forward(model)
-        with base_model_only(model):
+        with _bypassed(model):
             bypassed = _forward(model)
         after = _forward(model)
     assert (tuned[0] - expected[0]).abs().max() > 1e-6

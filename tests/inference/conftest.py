@@ -10,28 +10,8 @@ import yaml
 
 from medsam_echo.adapters.methods import MethodConfig, apply_method
 from medsam_echo.adapters.persist import save_trained
-from medsam_echo.data.synthetic import make_camus
-from medsam_echo.models.convert import save_sam
 from medsam_echo.models.profile import get_profile
 from medsam_echo.models.registry import build_sam
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def camus_root(tmp_path_factory) -> Path:
-    """10 synthetic patients (8 train / 1 val / 1 test), 2023 NIfTI layout, 80 x 64 px, anisotropic."""
-    return make_camus(
-        tmp_path_factory.mktemp("camus") / "synthetic", patients=10, seed=0, size=(80, 64), frames=0
-    )
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory) -> Path:
-    """A randomly initialised tiny SamModel (128 px input) saved as a transformers directory."""
-    out = tmp_path_factory.mktemp("tiny") / "sam_tiny"
-    save_sam(build_sam("tiny", seed=0), get_profile("sam", 128), out)
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -62,11 +42,6 @@ def echo_image() -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models gain nothing from intra-op threads, and their barriers stall on a busy 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_models_on_one_thread(single_thread):
+    """Every inference test runs single-threaded (see ``single_thread``)."""
     yield
-    torch.set_num_threads(before)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from medsam_echo.data.sample import STRUCTURES, EchoSample, structure_mask
-from medsam_echo.prompts.auto import ViewPrior, denormalise_box, normalise_box, propagate, refine_boxes
+from medsam_echo.prompts.auto import ViewPrior, denormalise_box, normalise_box, refine_boxes
 from medsam_echo.prompts.boxes import box_from_mask
 from medsam_echo.prompts.prompt_set import Prompts
 
@@ -105,13 +105,3 @@ def test_refinement_grows_a_loose_prior_box_to_the_whole_structure():
         assert np.array_equal(masks[i], structure_mask(label, name))
     partial, _ = refine_boxes(oracle, label, Prompts(STRUCTS, boxes=shrunk), n_iter=0)
     assert partial.sum() < masks.sum()
-
-
-def test_previous_frame_prompts_the_next():
-    frames = np.stack([_camus((t * 2 - 6, t)) for t in range(7)])  # the heart moves 2 px right, 1 px down
-    first = Prompts(STRUCTS, boxes=np.stack([box_from_mask(structure_mask(frames[0], s)) for s in STRUCTS]))
-    masks = propagate(oracle, frames, first, n_iter=1)
-    assert masks.shape == (7, 2, 56, 40)
-    for t in range(7):
-        for i, name in enumerate(STRUCTS):
-            assert np.array_equal(masks[t, i], structure_mask(frames[t], name))
