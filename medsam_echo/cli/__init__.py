@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prompt-sweep": ("prompt_sweep", "Dice vs box jitter and clicks (NoC@90)"),
     "predict": ("predict", "segment a dataset split or image files (label maps, overlays, COCO)"),
     "bench": ("bench", "time training (ours vs a MedSAM-style baseline), cache, inference"),
+    "export-nnunet": ("export_nnunet", "write any dataset as an nnU-Net v2 raw dataset with our train / val split"),
+    "compare": ("compare", "side-by-side report of evaluate outputs: paired differences with 95 % CI, EF, Bland-Altman"),
 }
 
 
