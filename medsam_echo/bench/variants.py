@@ -28,7 +28,6 @@ from medsam_echo.training.datasets import build_datasets
 from medsam_echo.training.loop import make_optimizer, maybe_embedding_cache, train_loader, train_step
 from medsam_echo.training.model import PromptedSam, build_training_model
 
-STRUCTURES = list(DEFAULT_STRUCTURES)
 MEDSAM_SHIFT_AT_1024 = 20  # px: MedSAM's largest outward box shift at its 1024 px input
 
 
@@ -40,14 +39,14 @@ def shift_px(image_size: int) -> int:
 def engine_config(*, architecture: str, image_size: int, method: str, batch_size: int, data_root: Path,
                   output_dir: Path, mixed_precision: str = "no", gradient_checkpointing: bool = False,
                   compile_encoder: bool = False, embedding_cache: bool = False, num_workers: int = 0,
-                  max_train_samples: int = 0) -> ExperimentConfig:
+                  max_train_samples: int = 0, structures: tuple[str, ...] = DEFAULT_STRUCTURES) -> ExperimentConfig:
     """The experiment config of one benchmarked engine run: MedSAM's box prompts, losses and optimizer."""
     return config_from_dict({
         "output_dir": str(output_dir),
         "model": {"source": model_source(architecture), "gradient_checkpointing": gradient_checkpointing,
                   "compile_encoder": compile_encoder},
         "method": {"name": method},
-        "data": {"root": str(data_root), "structures": STRUCTURES, "max_train_samples": max_train_samples,
+        "data": {"root": str(data_root), "structures": list(structures), "max_train_samples": max_train_samples,
                  "num_workers": num_workers},
         "prompts": {"policy": "box", "jitter_mode": "outward", "jitter_amount": float(shift_px(image_size))},
         "loss": {"dice": 1.0, "bce": 1.0, "iou": 1.0},

