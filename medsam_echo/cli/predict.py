@@ -18,6 +18,16 @@ writes per input ``<stem>.png`` (``<stem>.nii.gz`` for NIfTI inputs, with the sp
 ``<stem>_overlay.png``, and one ``coco.json`` (see :mod:`medsam_echo.inference.files`). ``PROMPTS.json``
 maps file names to a list of ``{"structure": name, "box": [x0, y0, x1, y1]}`` and / or
 ``{"points": [[x, y], ...], "labels": [1, 0, ...]}`` entries (px, inclusive boxes).
+
+DICOM mode (``--input`` holds DICOM files or exam folders; ``pip install 'medsam-echo[dicom]'``)::
+
+    medsam-echo predict --model RUN --input EXAM_DIR --prompts PROMPTS.json|auto --out DIR \
+        [--views 2CH=a.dcm,4CH=b.dcm]
+
+segments every frame of each cine loop, finds ED / ES and the EF (biplane Simpson with 2CH + 4CH) and
+writes per loop label maps, an area-curve CSV and plot, an overlay GIF and a DICOM SEG, and
+``summary.json`` (see :mod:`medsam_echo.inference.exam`). Prompts may be keyed by file name or view and
+given on key frames (``{"2CH": {"0": [...], "7": [...]}}``).
 """
 
 from __future__ import annotations
@@ -59,10 +69,25 @@ def _parser() -> argparse.ArgumentParser:
         choices=("2CH", "4CH"),
         help="file mode, auto: the view (default: from the file name, or the best)",
     )
+    add("--views", metavar="2CH=FILE,4CH=FILE", help="DICOM mode: which loop is which view (default: series)")
+    add("--batch-size", type=int, default=8, help="DICOM mode: frames per image-encoder call (default 8)")
     add("--view-prior", type=Path, help="view_prior.json for auto prompts (default: saved with the run)")
     add("--structures", nargs="+", choices=sorted(STRUCTURES), help="default: the run's training structures")
     add("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     return parser
+
+
+def _is_dicom_input(inputs: list[Path]) -> bool:
+    """True when any input is a DICOM file, or a folder holding one (and no plain images)."""
+    from medsam_echo.data.dicom import is_dicom_file
+    from medsam_echo.data.io import image_suffix
+
+    for path in inputs:
+        if is_dicom_file(path):
+            return True
+        if path.is_dir() and not any(image_suffix(p) for p in path.iterdir() if p.is_file()):
+            return any(is_dicom_file(p) for p in path.rglob("*") if p.is_file())
+    return False
 
 
 def main(argv: list[str]) -> int:
@@ -92,10 +117,16 @@ def main(argv: list[str]) -> int:
                 n_neg=args.n_neg,
             )
             print(f"wrote {n} label maps to {args.out}")
+        elif _is_dicom_input(args.input):
+            from medsam_echo.inference.exam import predict_exam
+
+            path = predict_exam(predictor, args.input, args.prompts, args.out, views=args.views,
+                                batch_size=args.batch_size)  # fmt: skip
+            print(f"wrote label maps, area curves, overlays, DICOM SEG and {path}")
         else:
             path = predict_files(predictor, args.input, args.prompts, args.out, args.view)
             print(f"wrote label maps, overlays and {path}")
-    except (DataError, ValueError, KeyError, RuntimeError, FileNotFoundError) as err:
+    except (DataError, ValueError, KeyError, RuntimeError, FileNotFoundError, ImportError) as err:
         print(f"medsam-echo predict: error: {err}", file=sys.stderr)
         return 1
     return 0

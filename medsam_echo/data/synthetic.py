@@ -194,3 +194,79 @@ def _write_view(
         "LVedv": round(heart.volume_ml(0.0), 2), "LVesv": round(heart.volume_ml(1.0), 2),
     }  # fmt: skip
     (folder / f"Info_{view}.cfg").write_text("".join(f"{k}: {v}\n" for k, v in info.items()))
+
+
+@dataclass(frozen=True)
+class SyntheticCine:
+    """A cine loop of one apical view with its truth (see :func:`make_cine`).
+
+    Attributes:
+        images: ``(T, H, W)`` uint8 frames, in time order.
+        labels: ``(T, H, W)`` uint8 label maps (0 background, 1 LV cavity, 2 myocardium, 3 LA).
+        phase: ``(T,)`` contraction of each frame, 0 at ED and 1 at ES.
+        ed_frames, es_frames: indices of the frames drawn exactly at ED / ES, ascending.
+        spacing: ``(sx, sy)`` mm per px. frame_time_ms: time between frames in ms.
+        heart: the phantom; ``heart.ef`` is the loop's true EF (%).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    phase: np.ndarray
+    ed_frames: tuple[int, ...]
+    es_frames: tuple[int, ...]
+    spacing: tuple[float, float]
+    frame_time_ms: float
+    heart: Heart
+
+
+def cine_phase(frames: int, cycle: int, systole: int, start: int) -> np.ndarray:
+    """``(frames,)`` contraction per frame: 0 at ED (frame ``start`` + k * ``cycle``), 1 at ES
+    (``systole`` frames after each ED), cosine-shaped contraction and relaxation in between."""
+    c = (np.arange(frames) - start) % cycle
+    rise = (1.0 - np.cos(np.pi * c / systole)) / 2.0
+    fall = (1.0 + np.cos(np.pi * (c - systole) / (cycle - systole))) / 2.0
+    return np.where(c <= systole, rise, fall)
+
+
+def make_cine(
+    heart: Heart,
+    view: str,
+    *,
+    spacing: tuple[float, float],
+    size: tuple[int, int] = (192, 160),
+    frames: int = 20,
+    cycle: int = 14,
+    systole: int = 5,
+    start: int = 3,
+    frame_time_ms: float = 60.0,
+    rng: np.random.Generator | None = None,
+) -> SyntheticCine:
+    """Draw a cine loop of one view: ``frames`` frames of a heart beating with a period of ``cycle`` frames.
+
+    ED falls exactly on frames ``start + k * cycle`` and ES ``systole`` frames later, so the loop's
+    volumes at its ED / ES frames are ``heart.volume_ml(0)`` / ``heart.volume_ml(1)`` and its EF is
+    ``heart.ef``. Frames are drawn by :func:`render` (same geometry and texture as :func:`make_camus`).
+
+    Args:
+        heart: the phantom (e.g. :func:`random_heart`). view: ``"2CH"`` or ``"4CH"``.
+        spacing: ``(sx, sy)`` mm per px. size: ``(H, W)`` px.
+        frames, cycle, systole, start: loop length, beat period, ED-to-ES frames, first ED frame.
+        frame_time_ms: time between frames (ms); only recorded. rng: speckle; default seeded 0.
+    """
+    if not 0 < systole < cycle or not 0 <= start < frames:
+        raise ValueError(f"need 0 < systole < cycle and 0 <= start < frames, got {systole}, {cycle}, {start}")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    phase = cine_phase(frames, cycle, systole, start)
+    drawn = [render(heart, view, float(t), spacing, size, rng) for t in phase]
+    ed = tuple(range(start, frames, cycle))
+    es = tuple(i for i in range(start + systole, frames, cycle))
+    return SyntheticCine(
+        images=np.stack([d[0] for d in drawn]),
+        labels=np.stack([d[1] for d in drawn]),
+        phase=phase,
+        ed_frames=ed,
+        es_frames=es,
+        spacing=(float(spacing[0]), float(spacing[1])),
+        frame_time_ms=float(frame_time_ms),
+        heart=heart,
+    )

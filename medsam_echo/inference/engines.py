@@ -12,6 +12,7 @@ interactive state; engines trust their input. Adding a baseline is one class and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +110,21 @@ class SamEngine:
         return Encoded(geometry.original_size, embeddings, geometry)
 
     @torch.inference_mode()
+    def encode_batch(self, images: Sequence[np.ndarray]) -> list[Encoded]:
+        """:meth:`encode` of ``B`` images in one image-encoder call (a cine loop's frames).
+
+        Returns ``B`` :class:`Encoded`, embeddings ``(1, C, h', w')`` each (views of one batch tensor).
+        """
+        from medsam_echo.data.transforms import preprocess
+
+        ready = [preprocess(image, self.profile) for image in images]
+        pixels = torch.from_numpy(np.stack([r.pixel_values for r in ready])).to(self.device, self.dtype)
+        embeddings = self.encoder(pixels).to(self.dtype)
+        return [
+            Encoded(r.geometry.original_size, embeddings[i : i + 1], r.geometry) for i, r in enumerate(ready)
+        ]
+
+    @torch.inference_mode()
     def decode(
         self, encoded: Encoded, prompts: Prompts, *, mask_input: torch.Tensor | None, multimask: bool
     ) -> Decoded:
@@ -156,6 +172,10 @@ class EllipseEngine:
     def encode(self, image: np.ndarray) -> Encoded:
         """Nothing to compute; records the image size."""
         return Encoded(tuple(int(v) for v in np.shape(image)[:2]))
+
+    def encode_batch(self, images: Sequence[np.ndarray]) -> list[Encoded]:
+        """:meth:`encode` of each image."""
+        return [self.encode(image) for image in images]
 
     def decode(
         self, encoded: Encoded, prompts: Prompts, *, mask_input: torch.Tensor | None, multimask: bool

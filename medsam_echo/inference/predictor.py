@@ -13,7 +13,7 @@ indices. See :mod:`medsam_echo.inference.inputs` for what counts as a bad prompt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,14 +122,35 @@ class EchoPredictor:
         """``(H, W)`` of the current image."""
         return self._require_image().image_size
 
-    def set_image(self, image: np.ndarray, spacing: tuple[float, float] | None = None) -> None:
-        """Run the image encoder once on ``image`` ``(H, W)`` / ``(H, W, 3)``; spacing ``(sx, sy)`` mm/px."""
+    def set_image(
+        self, image: np.ndarray, spacing: tuple[float, float] | None = None, *, encoded: Encoded | None = None
+    ) -> None:
+        """Run the image encoder once on ``image`` ``(H, W)`` / ``(H, W, 3)``; spacing ``(sx, sy)`` mm/px.
+
+        ``encoded``: the engine's encoding of this very image, computed already (see :meth:`iterate_frames`).
+        """
         image = check_image(image)
         if spacing is not None and (len(spacing) != 2 or min(spacing) <= 0):
             raise ValueError(f"spacing must be (sx, sy) mm per px, both > 0, got {spacing}")
-        self._encoded = self.engine.encode(image)
+        self._encoded = encoded if encoded is not None else self.engine.encode(image)
         self._image, self.last = image, None
         self.spacing = None if spacing is None else (float(spacing[0]), float(spacing[1]))
+
+    def iterate_frames(
+        self, frames: Sequence[np.ndarray], spacing: tuple[float, float] | None = None, *, batch_size: int = 8
+    ) -> Iterator[int]:
+        """Make each of ``frames`` (``T`` images ``(H, W)``) the current image in turn, as :meth:`set_image`.
+
+        The image encoder runs on ``batch_size`` frames per call (an engine without ``encode_batch``
+        encodes one by one); yields the index of the frame that is current. Spacing ``(sx, sy)`` mm/px.
+        """
+        frames = [check_image(frame) for frame in frames]
+        encode = getattr(self.engine, "encode_batch", None) or (lambda ims: [self.engine.encode(i) for i in ims])
+        for start in range(0, len(frames), max(1, batch_size)):
+            chunk = frames[start : start + max(1, batch_size)]
+            for offset, encoded in enumerate(encode(chunk)):
+                self.set_image(chunk[offset], spacing, encoded=encoded)
+                yield start + offset
 
     def _require_image(self) -> Encoded:
         if self._encoded is None:

@@ -1,0 +1,295 @@
+"""Read echocardiography DICOM files: single- and multi-frame ultrasound images as grey cine loops.
+
+Accepted: US Image Storage and US Multi-frame Image Storage (and their retired variants), Modality
+``US``; photometric interpretations MONOCHROME1 / MONOCHROME2, RGB, YBR_FULL and YBR_FULL_422
+(colour frames become grey by the luma ``0.299 R + 0.587 G + 0.114 B``, i.e. the Y of YBR_FULL) and
+PALETTE COLOR; transfer syntaxes uncompressed, RLE Lossless (pydicom itself) and JPEG baseline (needs
+``pylibjpeg`` + ``pylibjpeg-libjpeg`` or ``Pillow``: ``pip install 'medsam-echo[dicom]'``).
+
+Pixel spacing ``(sx, sy)`` mm per px, first found of:
+
+1. the Sequence of Ultrasound Regions: among the 2-D regions whose physical units are cm in x and y
+   (PhysicalUnitsX/YDirection == 3), the largest one -- the region holding the sector, not an ECG or
+   Doppler strip; PhysicalDeltaX/Y (cm per px) times 10;
+2. Pixel Spacing (0028,0030), which DICOM orders ``(row spacing, column spacing)``, i.e. ``(sy, sx)``;
+3. none: ``spacing`` is ``None`` and ``spacing_source`` says distances are in px. Nothing downstream
+   makes up a 1 mm spacing.
+
+Frame times (ms from the first frame) come from Frame Time or Frame Time Vector, else from Cine Rate /
+Recommended Display Frame Rate; ECG R-wave times from R Wave Time Vector. The view (``2CH`` / ``4CH``)
+is read from Series Description, View Name, the View Code Sequence, Protocol Name or Image Comments.
+
+Files that are not ultrasound, have no pixel data, are truncated or cannot be decoded raise
+:class:`~medsam_echo.data.io.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medsam_echo.data.io import DataError
+
+EXTRA_HINT = "pip install 'medsam-echo[dicom]'"
+US_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.6.1": "US Image Storage",
+    "1.2.840.10008.5.1.4.1.1.3.1": "US Multi-frame Image Storage",
+    "1.2.840.10008.5.1.4.1.1.6": "US Image Storage (retired)",
+    "1.2.840.10008.5.1.4.1.1.3": "US Multi-frame Image Storage (retired)",
+}
+CM = 3  # PhysicalUnitsX/YDirection value for cm
+NO_SPACING = "none: no ultrasound region in cm and no Pixel Spacing; distances in px"
+_VIEW_TAGS = ("SeriesDescription", "ViewName", "ProtocolName", "ImageComments")
+_VIEW_PATTERNS = {
+    "2CH": re.compile(r"\b(A?2\s?CH|A2C|(TWO|2)\s?CHAMBERS?)\b"),
+    "4CH": re.compile(r"\b(A?4\s?CH|A4C|(FOUR|4)\s?CHAMBERS?)\b"),
+}
+
+
+@dataclass
+class DicomCine:
+    """One DICOM ultrasound series as a grey loop.
+
+    Attributes:
+        path: the file.
+        frames: ``(T, H, W)`` grey frames (uint8 for 8-bit files), in file order; ``T`` = 1 for a
+            single-frame image. Indexed ``[t, y, x]``.
+        spacing: ``(sx, sy)`` mm per px, or ``None`` when the file gives none (distances in px).
+        spacing_source: where the spacing came from, in words (module docstring).
+        region: ``(x0, y0, x1, y1)`` inclusive px box of the ultrasound region the spacing came from
+            (the sector), or ``None``.
+        frame_times_ms: ``(T,)`` ms from the first frame, or ``None``.
+        r_waves_ms: ECG R-wave times, ms from the first frame, or ``None`` when the file has none.
+        heart_rate: beats per minute (Heart Rate tag), or ``None``.
+        view: ``"2CH"`` / ``"4CH"`` when the series says so, else ``None``; view_source: the tag it came from.
+        dataset: the pydicom dataset without its pixel data (what a DICOM SEG references).
+    """
+
+    path: Path
+    frames: np.ndarray
+    spacing: tuple[float, float] | None
+    spacing_source: str
+    region: tuple[int, int, int, int] | None = None
+    frame_times_ms: np.ndarray | None = None
+    r_waves_ms: np.ndarray | None = None
+    heart_rate: float | None = None
+    view: str | None = None
+    view_source: str = ""
+    dataset: object = field(default=None, repr=False)
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames ``T``."""
+        return int(self.frames.shape[0])
+
+
+def pydicom_module():
+    """``pydicom``, or an ImportError naming the extra that installs it."""
+    try:
+        import pydicom
+    except ImportError as err:
+        raise ImportError(f"reading DICOM needs pydicom: {EXTRA_HINT}") from err
+    return pydicom
+
+
+def is_dicom_file(path: str | Path) -> bool:
+    """True for a ``.dcm`` / ``.dicom`` file, or any file with the ``DICM`` marker at byte 128."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
+
+
+def read_dicom_cine(path: str | Path) -> DicomCine:
+    """Read one ultrasound DICOM file (module docstring for what is accepted).
+
+    Returns:
+        A :class:`DicomCine`; its frames are ``(T, H, W)``, spacing ``(sx, sy)`` mm or ``None``.
+
+    Raises:
+        DataError: not DICOM, not ultrasound, no pixel data, truncated or undecodable (names the file).
+    """
+    path = Path(path)
+    ds = _read_dataset(path)
+    _check_ultrasound(ds, path)
+    frames = _grey_frames(ds, path)
+    spacing, source, region = pixel_spacing(ds)
+    view, view_source = view_of(ds)
+    del ds.PixelData
+    return DicomCine(
+        path=path,
+        frames=frames,
+        spacing=spacing,
+        spacing_source=source,
+        region=region,
+        frame_times_ms=frame_times(ds, len(frames)),
+        r_waves_ms=_float_array(ds.get("RWaveTimeVector")),
+        heart_rate=_float_or_none(ds.get("HeartRate")),
+        view=view,
+        view_source=view_source,
+        dataset=ds,
+    )
+
+
+def _read_dataset(path: Path):
+    pydicom = pydicom_module()
+    from pydicom.errors import InvalidDicomError
+
+    if not path.is_file():
+        raise DataError(f"{path}: DICOM file not found")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path)
+            ds.get("PixelData")  # pixel data may be read lazily: touch it so a truncation shows here
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as err:
+        raise DataError(f"{path}: not a readable DICOM file, or truncated ({err})") from err
+    ended = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
+    if ended:  # pydicom reads a cut-off encapsulated pixel data element with only a warning
+        raise DataError(f"{path}: truncated DICOM file ({ended[0]})")
+    return ds
+
+
+def _check_ultrasound(ds, path: Path) -> None:
+    modality, sop = str(ds.get("Modality", "")), str(ds.get("SOPClassUID", ""))
+    if modality != "US" or sop not in US_SOP_CLASSES:
+        name = getattr(ds.get("SOPClassUID"), "name", sop) or "none"
+        raise DataError(
+            f"{path}: not an ultrasound image (Modality {modality or 'missing'!r}, SOP class {name}); "
+            f"expected Modality US and one of {sorted(set(US_SOP_CLASSES.values()))}"
+        )
+    if "PixelData" not in ds:
+        raise DataError(f"{path}: the DICOM file has no pixel data")
+
+
+def _grey_frames(ds, path: Path) -> np.ndarray:
+    """``(T, H, W)`` grey frames of ``ds``; errors say which decoder to install."""
+    pixels = _decode(ds, path)
+    n_frames, samples = int(ds.get("NumberOfFrames", 1) or 1), int(ds.get("SamplesPerPixel", 1))
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        pixels, samples = apply_color_lut(pixels, ds), 3
+    if n_frames == 1:
+        pixels = pixels[None]
+    if samples == 3:
+        pixels = _luma(pixels)
+    elif photometric == "MONOCHROME1":
+        pixels = (2 ** int(ds.get("BitsStored", 8)) - 1) - pixels
+    if pixels.ndim != 3 or pixels.shape[0] != n_frames:
+        raise DataError(f"{path}: expected {n_frames} frame(s) of (rows, columns), got shape {pixels.shape}")
+    return pixels
+
+
+def _decode(ds, path: Path) -> np.ndarray:
+    """``ds.pixel_array`` (YBR converted to RGB); a missing decoder or damaged pixel data named."""
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    try:
+        return ds.pixel_array
+    except Exception as err:  # pydicom's decoders raise many types; all mean "cannot decode this file"
+        missing = isinstance(err, ImportError) or "missing dependencies" in str(err)
+        if missing:
+            raise DataError(
+                f"{path}: cannot decode {getattr(syntax, 'name', syntax)} pixel data: no decoder installed "
+                f"({err}); JPEG needs pylibjpeg + pylibjpeg-libjpeg or Pillow: {EXTRA_HINT}"
+            ) from err
+        raise DataError(f"{path}: pixel data truncated or undecodable ({type(err).__name__}: {err})") from err
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` RGB -> ``(...)`` grey, ITU-R BT.601 luma, in the input's integer type."""
+    grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.clip(np.rint(grey), 0, np.iinfo(rgb.dtype).max).astype(rgb.dtype)
+
+
+def pixel_spacing(ds) -> tuple[tuple[float, float] | None, str, tuple[int, int, int, int] | None]:
+    """``((sx, sy) mm or None, source in words, sector region (x0, y0, x1, y1) px or None)`` of ``ds``."""
+    found = _region_spacing(ds)
+    if found is not None:
+        return found
+    spacing = ds.get("PixelSpacing")
+    if spacing is not None and len(spacing) == 2 and min(float(v) for v in spacing) > 0:
+        row, column = (float(v) for v in spacing)
+        return (column, row), "Pixel Spacing (0028,0030)", None
+    return None, NO_SPACING, None
+
+
+def _region_spacing(ds):
+    """The largest 2-D region in cm of the Sequence of Ultrasound Regions, or ``None``."""
+    best = None
+    for index, region in enumerate(ds.get("SequenceOfUltrasoundRegions") or []):
+        units = (region.get("PhysicalUnitsXDirection"), region.get("PhysicalUnitsYDirection"))
+        if units != (CM, CM) or region.get("RegionSpatialFormat", 1) != 1:
+            continue
+        box = tuple(int(region.get(k, 0)) for k in ("RegionLocationMinX0", "RegionLocationMinY0",
+                                                      "RegionLocationMaxX1", "RegionLocationMaxY1"))  # fmt: skip
+        deltas = (abs(float(region.PhysicalDeltaX)), abs(float(region.PhysicalDeltaY)))
+        area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+        if min(deltas) > 0 and (best is None or area > best[0]):
+            best = (area, index, box, deltas)
+    if best is None:
+        return None
+    _, index, box, (dx, dy) = best
+    source = f"Sequence of Ultrasound Regions, region {index} (PhysicalDeltaX/Y in cm)"
+    return (dx * 10.0, dy * 10.0), source, box
+
+
+def frame_times(ds, n_frames: int) -> np.ndarray | None:
+    """``(T,)`` frame times in ms from the first frame, or ``None`` when the file gives no timing."""
+    vector = _float_array(ds.get("FrameTimeVector"))
+    if vector is not None and len(vector) == n_frames:
+        times = np.cumsum(vector)
+        return times - times[0]
+    frame_time = _float_or_none(ds.get("FrameTime"))
+    if frame_time is None:
+        rate = _float_or_none(ds.get("CineRate")) or _float_or_none(ds.get("RecommendedDisplayFrameRate"))
+        frame_time = 1000.0 / rate if rate else None
+    return None if frame_time is None else np.arange(n_frames) * frame_time
+
+
+def view_of(ds) -> tuple[str | None, str]:
+    """``("2CH" | "4CH" | None, the tag that said so)`` from the series' descriptive tags."""
+    texts = [(tag, str(ds.get(tag, ""))) for tag in _VIEW_TAGS]
+    texts += [
+        ("ViewCodeSequence", str(item.get("CodeMeaning", ""))) for item in ds.get("ViewCodeSequence") or []
+    ]
+    for tag, text in texts:
+        view = view_from_text(text)
+        if view is not None:
+            return view, tag
+    return None, ""
+
+
+def view_from_text(text: str) -> str | None:
+    """``"2CH"`` / ``"4CH"`` when ``text`` names exactly one of the two apical views, else ``None``."""
+    norm = re.sub(r"[_\-]+", " ", text.upper())
+    hits = [view for view, pattern in _VIEW_PATTERNS.items() if pattern.search(norm)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _float_array(value) -> np.ndarray | None:
+    """A DICOM number or multi-value as a float64 array, or ``None`` when absent or empty."""
+    if value is None or isinstance(value, (str, bytes)):
+        return None
+    items = list(value) if hasattr(value, "__iter__") else [value]
+    return np.asarray([float(v) for v in items], dtype=np.float64) if items else None
+
+
+def _float_or_none(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) and number > 0 else None
