@@ -64,3 +64,43 @@ def atomic_write_dir(path: str | Path, fill: Callable[[Path], object]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+class OutputExistsError(ValueError):
+    """An output path holds something the command did not write (or the command's own input)."""
+
+
+def check_output(path: str | Path, *, overwrite: bool = False, is_dir: bool = False,
+                 ours: Callable[[Path], bool] | None = None, inputs: tuple[str | Path, ...] = ()) -> None:
+    """Refuse to write ``path`` where that would destroy something the user owns; nothing is changed.
+
+    Args:
+        path: the file (or, with ``is_dir``, folder) a command is about to write.
+        overwrite: the user's ``--overwrite``; even then only an output ``ours`` recognises is replaced.
+        is_dir: ``path`` is a folder output (an empty folder counts as absent).
+        ours: whether an existing ``path`` is what this command writes (e.g. a model directory); ``None``:
+            any existing file of the same kind.
+        inputs: the command's inputs; ``path`` may never be one of them or hold one.
+
+    Raises:
+        OutputExistsError: naming the path and why.
+    """
+    path = Path(path)
+    target = path.resolve()
+    for source in inputs:
+        resolved = Path(source).resolve()
+        if resolved == target or target in resolved.parents:
+            raise OutputExistsError(f"{path}: is or holds the input {source}; writing there would delete it")
+    if not path.exists() and not path.is_symlink():
+        return
+    if is_dir and not path.is_dir():
+        raise OutputExistsError(f"{path}: is a file, not a folder; choose another output")
+    if not is_dir and path.is_dir():
+        raise OutputExistsError(f"{path}: is a folder, not a file; choose another output")
+    if is_dir and not any(path.iterdir()):
+        return
+    if not overwrite:
+        raise OutputExistsError(f"{path}: already exists; pass --overwrite to replace it, or choose another output")
+    if ours is not None and not ours(path):
+        raise OutputExistsError(f"{path}: holds files this command did not write; it is never replaced, even with "
+                                "--overwrite (choose another output)")

@@ -81,3 +81,19 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    """``{relative path: content hash}`` of everything under ``path`` (a file's own hash for a file, ``{}``
+    when absent): a test compares it before and after a command that must change nothing."""
+    import hashlib
+
+    path = Path(path)
+    if path.is_file():
+        return {".": hashlib.sha256(path.read_bytes()).hexdigest()}
+    if not path.is_dir():
+        return {}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(path.rglob("*"))
+    }

@@ -9,9 +9,12 @@
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 from transformers import SamModel
 
+from medsam_echo.atomic import OutputExistsError, check_output
 from medsam_echo.models.convert import save_original, save_sam
 from medsam_echo.models.errors import CheckpointError
 from medsam_echo.models.loader import load_sam
@@ -37,6 +40,15 @@ def _load_for_conversion(src: str, profile: str | None) -> tuple[SamModel, Prepr
     return model, base.profile, [origin]
 
 
+_MODEL_FILE = re.compile(r"(config\.json|preprocessing\.json|model(-\d+-of-\d+)?\.safetensors(\.index\.json)?)$")
+
+
+def is_model_dir(path: Path) -> bool:
+    """A folder holding only what ``save_sam`` writes (so ``--overwrite`` may replace it)."""
+    names = [p.name for p in path.iterdir()]
+    return "config.json" in names and all(p.is_file() and _MODEL_FILE.match(p.name) for p in path.iterdir())
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="medsam-echo convert-checkpoint", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -46,7 +58,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("out_dir", help="transformers directory to write (model.safetensors, config.json, preprocessing.json)")
     parser.add_argument("--profile", choices=sorted(PROFILES), help="override the preprocessing profile")
     parser.add_argument("--to-original", metavar="OUT.pth", help="also write the segment-anything layout here")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing OUT_DIR written by convert-checkpoint (other folders never are)")
     args = parser.parse_args(argv)
+    local = [args.src] if Path(args.src).exists() else []
+    try:  # before anything is loaded: nothing the user has may be replaced
+        check_output(args.out_dir, overwrite=args.overwrite, is_dir=True, ours=is_model_dir, inputs=tuple(local))
+        if args.to_original:
+            check_output(args.to_original, overwrite=args.overwrite, inputs=tuple(local))
+    except OutputExistsError as err:
+        parser.exit(2, f"medsam-echo convert-checkpoint: error: {err}\n")
     try:
         model, profile, origin = _load_for_conversion(args.src, args.profile)
     except CheckpointError as err:

@@ -8,14 +8,17 @@ files are found and listed under ``problems`` instead of stopping the summary.
 from __future__ import annotations
 
 import argparse
+import builtins
 import json
 from pathlib import Path
 
-from medsam_echo.data.io import DataError
+from medsam_echo.data.io import DataError, printable
+from medsam_echo.data.open import detect_format
 from medsam_echo.data.summary import summarize
 
 
 def _print_text(summary: dict) -> None:
+    print = _print  # file names that are not UTF-8 print as \xNN escapes
     splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
     print(f"{summary['root']}: {summary['format']}")
     print(
@@ -34,6 +37,10 @@ def _print_text(summary: dict) -> None:
         print(f"    - {problem}")
 
 
+def _print(*parts: object) -> None:
+    builtins.print(*(printable(str(p)) for p in parts))
+
+
 def main(argv: list[str]) -> int:
     """``medsam-echo data summary ROOT [--json] [--strict]``."""
     parser = argparse.ArgumentParser(prog="medsam-echo data", description=__doc__.split("\n\n")[0])
@@ -46,9 +53,13 @@ def main(argv: list[str]) -> int:
     summary.add_argument("--strict", action="store_true", help="exit with status 1 if problems were found")
     args = parser.parse_args(argv)
     try:
-        result = summarize(args.root)
-    except DataError as err:
+        detect_format(args.root)
+    except DataError as err:  # not a dataset at all: a usage error
         parser.exit(2, f"medsam-echo data: error: {err}\n")
+    try:
+        result = summarize(args.root)
+    except DataError as err:  # a dataset whose index cannot be read (split files, dataset.yaml, COCO JSON)
+        parser.exit(1, f"medsam-echo data: error: {err}\n")
     if args.json:
         print(json.dumps(result))
     else:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from medsam_echo.atomic import atomic_write_text
+from medsam_echo.atomic import OutputExistsError, atomic_write_text, check_output
 from medsam_echo.data.sample import DEFAULT_STRUCTURES, STRUCTURES
 from medsam_echo.prompts.boxes import JITTER_MODES
 from medsam_echo.prompts.sweep import click_sweep, jitter_sweep, summarize_sweeps
@@ -21,7 +22,7 @@ from medsam_echo.prompts.sweep import click_sweep, jitter_sweep, summarize_sweep
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medsam-echo prompt-sweep", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="checkpoint file, model directory or hub id")
+    parser.add_argument("--model", required=True, help="checkpoint file, model directory, hub id or training run")
     parser.add_argument("--data", required=True, help="dataset: CAMUS release, folder with dataset.yaml, or COCO JSON")
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
     parser.add_argument("--structures", nargs="+", default=list(DEFAULT_STRUCTURES), choices=list(STRUCTURES))
@@ -32,28 +33,54 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=0, help="first N cases only (0: all)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="write all rows and the summary as JSON here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return parser
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    from medsam_echo.data.open import open_dataset
+def _load(source: str, device: str):
+    """``(model, profile)`` of a checkpoint source or a training run (``RUN``, ``RUN/model``, ``RUN/best``)."""
+    from medsam_echo.adapters.persist import load_trained
     from medsam_echo.models.loader import load_sam
+    from medsam_echo.training.run_folder import find_run
+
+    found = find_run(source)
+    if found is not None:
+        model, base = load_trained(found.trained_dir, device=device)
+        return model.eval(), base.profile
+    loaded = load_sam(source, device=device)
+    return loaded.model, loaded.profile
+
+
+def main(argv: list[str]) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from medsam_echo.data.io import DataError
+    from medsam_echo.data.open import open_dataset
+    from medsam_echo.models.errors import CheckpointError
     from medsam_echo.prompts.decode import make_predict_fn
 
-    loaded = load_sam(args.model, device=args.device)
-    samples = open_dataset(args.data, args.split)
-    samples = [samples[i] for i in range(min(args.limit, len(samples)) if args.limit else len(samples))]
-    if not samples:
-        print(f"prompt-sweep: no {args.split} cases under {args.data}")
+    try:
+        if args.out:
+            check_output(args.out, overwrite=args.overwrite)
+    except OutputExistsError as err:
+        parser.exit(2, f"medsam-echo prompt-sweep: error: {err}\n")
+    try:
+        model, profile = _load(args.model, args.device)
+        samples = open_dataset(args.data, args.split)
+        samples = [samples[i] for i in range(min(args.limit, len(samples)) if args.limit else len(samples))]
+    except (CheckpointError, DataError) as err:
+        print(f"medsam-echo prompt-sweep: error: {err}", file=sys.stderr)
         return 1
-    predict = make_predict_fn(loaded.model, loaded.profile)
+    if not samples:
+        print(f"medsam-echo prompt-sweep: error: no {args.split} cases under {args.data}", file=sys.stderr)
+        return 1
+    predict = make_predict_fn(model, profile)
     jitter_rows = jitter_sweep(
         predict, samples, args.structures, args.levels, mode=args.mode, repeats=args.repeats
     )
     click_rows = click_sweep(predict, samples, args.structures, max_clicks=args.max_clicks)
     summary = summarize_sweeps(jitter_rows, click_rows)
-    print(f"{len(samples)} {args.split} cases, profile {loaded.profile.name}")
+    print(f"{len(samples)} {args.split} cases, profile {profile.name}")
     for section, values in summary.items():
         print(f"{section}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
     if args.out:

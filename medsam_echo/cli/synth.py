@@ -23,6 +23,10 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--frames", type=int, default=6, help="frames per (half-)sequence; 0 for none")
     args = parser.parse_args(argv)
+    if min(args.size) < 16:
+        parser.error(f"--size: {args.size[0]} x {args.size[1]} px; both sides must be >= 16 px")
+    if args.patients < 3:
+        parser.error(f"--patients: {args.patients}; at least 3 (one patient per split)")
     start = time.perf_counter()
     try:
         make_camus(

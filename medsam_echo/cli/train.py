@@ -20,7 +20,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, help="stop after N optimizer steps (overrides train.max_steps)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the output dir")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. optim.lr=3e-4")
-    return parser.parse_args(argv)
+    # key=value overrides may come before, between or after the options
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,16 +36,24 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from medsam_echo.data.io import DataError
+    from medsam_echo.models.errors import CheckpointError
     from medsam_echo.runtime import tune_allocator
-    from medsam_echo.training.loop import train
+    from medsam_echo.training.loop import TrainingError, train
 
     tune_allocator()  # also under accelerate launch / torchrun, which do not go through cli.py
     try:
-        record = train(cfg, resume=args.resume).record
-    except ConfigError as err:
+        result = train(cfg, resume=args.resume)
+    except ConfigError as err:  # a config value, the output folder or --resume: a usage error
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if record:
+    except (DataError, CheckpointError, TrainingError) as err:  # the data, the model source or the run
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    record = result.record
+    if not record:
+        print(f"{cfg.output_dir}: the run had already reached step {result.step}; nothing was trained")
+    else:
         dice = ", ".join(f"{k[len('val_dice_'):]} {v:.3f}" for k, v in record.items() if k.startswith("val_dice_"))
         print(f"validation Dice {record['val_dice']:.3f} ({dice}) at step {record['step']}; model in {cfg.output_dir}/model")
     return 0

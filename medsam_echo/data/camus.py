@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from medsam_echo.data.base import Case, CaseDataset
-from medsam_echo.data.io import DataError, read_image
+from medsam_echo.data.io import DataError, read_image, read_text
 from medsam_echo.data.sample import LABELS, EchoSample
 from medsam_echo.data.splits import check_disjoint, ef_quality_stratum, load_or_create_folds
 
@@ -59,7 +59,7 @@ def parse_info(path: str | Path) -> dict[str, object]:
     """Parse a CAMUS ``Info_*.cfg`` file of ``key: value`` lines; numbers become int / float."""
     path = Path(path)
     info: dict[str, object] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "Info file").splitlines(), start=1):
         if not line.strip():
             continue
         key, sep, value = line.partition(":")
@@ -195,7 +195,8 @@ class CamusDataset(CaseDataset):
         for split, name in SUBGROUPS.items():
             path = folder / name
             if path.is_file():
-                lists[split] = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+                lists[split] = [line.strip() for line in read_text(path, "split file").splitlines()
+                                  if line.strip()]
         if not lists:
             self.problems.append(f"{folder}: no subgroup_*.txt split files; all patients have split ''")
         check_disjoint(lists, source=str(folder))
@@ -209,7 +210,11 @@ class CamusDataset(CaseDataset):
 
     def _ef_quality(self, patient: str) -> tuple[float | None, str | None]:
         """The patient's EF and worst image quality over the views, from the Info files."""
-        infos = [self.info(patient, view) for view in VIEWS]
+        try:
+            infos = [self.info(patient, view) for view in VIEWS]
+        except DataError as err:  # stratified without it; loading the patient's images names the file
+            self.problems.append(str(err))
+            return None, None
         efs = [info_ef(i) for i in infos if info_ef(i) is not None]
         order = ["Good", "Medium", "Poor"]
         qualities = [i["ImageQuality"] for i in infos if i.get("ImageQuality") in order]
@@ -242,7 +247,7 @@ class CamusDataset(CaseDataset):
 
     def _load(self, case: Case) -> EchoSample:
         image, spacing = read_image(case.image_path)
-        label = None if case.label_path is None else load_label(case.label_path, image.shape[:2])
+        label = None if case.label_path is None else load_label(case.label_path, image.shape[:2], spacing=spacing)
         info = self.info(case.patient, case.view)
         meta = {
             "layout": self.layout,
@@ -266,17 +271,28 @@ class CamusDataset(CaseDataset):
             return None
         frames, spacing = read_image(folder / f"{stem}{ext}", allow_stack=True)
         gt = folder / f"{stem}_gt{ext}"
-        labels = load_label(gt, frames.shape, allow_stack=True) if gt.is_file() else None
+        labels = load_label(gt, frames.shape, allow_stack=True, spacing=spacing) if gt.is_file() else None
         split, meta = self.patient_split.get(patient, ""), {"info": self.info(patient, view)}
         return EchoSequence(frames, labels, spacing, patient, view, split, meta)
 
 
-def load_label(path: Path, shape: tuple[int, ...], *, allow_stack: bool = False) -> np.ndarray:
-    """Read a CAMUS label map, check its shape against the image and its values against ``LABELS``."""
-    label, _ = read_image(path, allow_stack=allow_stack)
+def load_label(path: Path, shape: tuple[int, ...], *, allow_stack: bool = False,
+               spacing: tuple[float, float] | None = None) -> np.ndarray:
+    """Read a CAMUS label map, check its shape (and header spacing, when given) against the image and its
+    values against ``LABELS``."""
+    label, label_spacing = read_image(path, allow_stack=allow_stack)
     if label.shape != tuple(shape):
         raise DataError(f"{path}: label shape {label.shape} differs from its image's shape {tuple(shape)}")
     if not np.isin(label, _VALID_LABELS).all():
         bad = np.setdiff1d(np.unique(label), _VALID_LABELS)
         raise DataError(f"{path}: label values {bad[:5].tolist()} are outside the CAMUS label map {LABELS}")
+    check_spacing(path, label_spacing, spacing)
     return label.astype(np.uint8)
+
+
+def check_spacing(path: Path, label_spacing: tuple[float, float], image_spacing: tuple[float, float] | None) -> None:
+    """A label map whose header spacing differs from its image's (by more than 0.1 %) is not its label map."""
+    if image_spacing is None or np.allclose(label_spacing, image_spacing, rtol=1e-3, atol=1e-6):
+        return
+    raise DataError(f"{path}: header spacing {tuple(round(s, 6) for s in label_spacing)} mm differs from its "
+                    f"image's {tuple(round(s, 6) for s in image_spacing)} mm; the label map was made for another image")

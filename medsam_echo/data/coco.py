@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from medsam_echo.data.base import Case, CaseDataset
-from medsam_echo.data.io import DataError, read_image, to_uint8, write_image
+from medsam_echo.data.io import DataError, read_image, read_text, to_uint8, write_image
 from medsam_echo.data.sample import LABELS, EchoSample
 
 
@@ -143,9 +143,11 @@ def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: COCO annotation file not found")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path, "COCO file"))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: not a COCO file (the top level must be an object)")
     missing = [key for key in ("images", "annotations", "categories") if key not in data]
     if missing:
         raise DataError(f"{path}: not a COCO file, missing keys {missing}")

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from medsam_echo.data.base import Case, CaseDataset
-from medsam_echo.data.io import DataError, image_suffix, read_image
+from medsam_echo.data.camus import check_spacing
+from medsam_echo.data.io import PHOTO_SUFFIXES, DataError, image_suffix, read_image, read_text
 from medsam_echo.data.sample import LABELS, EchoSample
 from medsam_echo.data.splits import check_disjoint
 
@@ -45,7 +46,7 @@ def load_config(path: str | Path) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: dataset description not found (see medsam_echo.data.folder for its format)")
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        config = yaml.safe_load(read_text(path, "dataset description")) or {}
     except yaml.YAMLError as err:
         raise DataError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(config, dict) or set(config) - _KEYS:
@@ -136,16 +137,19 @@ class FolderDataset(CaseDataset):
             configured = self.config["spacing"]
             spacing = tuple(float(s) for s in configured) if configured else (1.0, 1.0)
             spacing_source = "dataset.yaml" if configured else "default (1 px = 1 mm)"
-        label = None if case.label_path is None else self._label(case.label_path, image.shape[:2])
+        header = None if spacing_source != "header" else spacing
+        label = None if case.label_path is None else self._label(case.label_path, image.shape[:2], header)
         meta = {"image_path": str(case.image_path), "label_path": case.label_path and str(case.label_path)}
         meta["spacing_source"] = spacing_source
         return EchoSample(image, label, spacing, case.case_id, case.patient, split=case.split, view=case.view,
                           phase=case.phase, meta=meta)
 
-    def _label(self, path: Path, shape: tuple[int, int]) -> np.ndarray:
-        stored, _ = read_image(path)
+    def _label(self, path: Path, shape: tuple[int, int], spacing: tuple[float, float] | None) -> np.ndarray:
+        stored, label_spacing = read_image(path)
         if stored.shape != shape:
             raise DataError(f"{path}: label shape {stored.shape} differs from its image's shape {shape}")
+        if image_suffix(path) not in PHOTO_SUFFIXES:  # both headers hold a spacing: they must agree
+            check_spacing(path, label_spacing, spacing)
         if not np.issubdtype(stored.dtype, np.integer):
             raise DataError(f"{path}: label map must hold integers, got {stored.dtype}")
         values = np.unique(stored)

@@ -11,8 +11,13 @@ NIfTI payload, short ``.raw``, PNG without ``IEND``, JPEG without end marker) or
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
+import struct
+import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -25,7 +30,67 @@ _NIFTI_MIN_HEADER = 348  # bytes of a NIfTI-1 header; the payload follows it
 
 
 class DataError(ValueError):
-    """A data file or annotation is missing, unreadable or inconsistent; the message names the file."""
+    """A data file or annotation is missing, unreadable or inconsistent; the message names the file.
+
+    Bytes of a path that are not UTF-8 are shown as ``\\xNN`` escapes, so the message prints anywhere.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
+
+
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of file names (surrogate escapes) shown as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as text that prints anywhere (see :func:`printable`)."""
+    return printable(os.fspath(path))
+
+
+def is_utf8(path: str | Path) -> bool:
+    """Whether ``path`` is valid UTF-8 (SimpleITK aborts the process on any other file name)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def sitk_path(path: Path) -> Iterator[str]:
+    """A UTF-8 name under which SimpleITK can open ``path``.
+
+    A folder name that is not UTF-8 (a patient folder copied from another system) would make SimpleITK
+    abort the whole process; the folder is reached through a temporary UTF-8 symlink instead, which
+    keeps a MetaImage header's ``.raw`` beside it. A file name that is not UTF-8 is refused.
+    """
+    if is_utf8(path):
+        yield str(path)
+        return
+    if not is_utf8(path.name):
+        raise DataError(f"{path}: the file name is not valid UTF-8, which SimpleITK cannot open; rename the file")
+    with tempfile.TemporaryDirectory(prefix="medsam-echo-") as tmp:
+        link = Path(tmp) / "folder"
+        try:
+            os.symlink(path.parent.resolve(), link, target_is_directory=True)
+        except OSError as err:
+            raise DataError(f"{path}: the folder name is not valid UTF-8, which SimpleITK cannot open, and no "
+                            f"link could be made ({err}); rename the folder") from None
+        yield str(link / path.name)
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of ``path``; a :class:`DataError` names the file when it is missing or not UTF-8."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise DataError(f"{path}: cannot read this {what} ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: this {what} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+                        f"{err.start}); save it as UTF-8") from None
 
 
 def image_suffix(path: str | Path) -> str:
@@ -70,7 +135,8 @@ def read_image(path: str | Path, *, allow_stack: bool = False) -> tuple[np.ndarr
 def _read_medical(path: Path, allow_stack: bool) -> tuple[np.ndarray, tuple[float, float]]:
     sitk = _sitk()
     try:
-        image = sitk.ReadImage(str(path))
+        with sitk_path(path) as name:
+            image = sitk.ReadImage(name)
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
         raise DataError(f"{path}: unreadable or truncated image ({reason})") from err
@@ -86,22 +152,41 @@ def _read_medical(path: Path, allow_stack: bool) -> tuple[np.ndarray, tuple[floa
 
 
 def _check_nifti_payload(path: Path, payload_bytes: int) -> None:
-    """ITK zero-fills a short NIfTI instead of failing; detect truncation here."""
+    """ITK zero-fills a short NIfTI instead of failing, and reads NaN / Inf pixels as 0: detect both here."""
     name = path.name.lower()
     if name.endswith(".nii.gz"):
         try:
             data = gzip.decompress(path.read_bytes())
         except (EOFError, OSError, zlib.error) as err:
             raise DataError(f"{path}: truncated or corrupt gzip stream ({err})") from err
-        size = len(data)
     elif name.endswith(".nii"):
-        size = path.stat().st_size
+        data = path.read_bytes()
     else:
         return
+    size = len(data)
     if size < _NIFTI_MIN_HEADER + payload_bytes:
         raise DataError(
             f"{path}: truncated NIfTI ({size} bytes, header + data need {payload_bytes + _NIFTI_MIN_HEADER})"
         )
+    bad = _nifti_non_finite(data)
+    if bad:
+        raise DataError(f"{path}: {bad} non-finite (NaN / Inf) pixel values, which SimpleITK would read as 0")
+
+
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}  # NIfTI-1 datatype codes of float32 / float64
+
+
+def _nifti_non_finite(data: bytes) -> int:
+    """The number of NaN / Inf values in a NIfTI-1 float payload (0 for integer data or another header)."""
+    order = next((o for o in "<>" if struct.unpack(f"{o}i", data[:4])[0] == _NIFTI_MIN_HEADER), None)
+    if order is None:
+        return 0
+    dtype = _NIFTI_FLOATS.get(struct.unpack(f"{order}h", data[70:72])[0])
+    if dtype is None:
+        return 0
+    offset = int(struct.unpack(f"{order}f", data[108:112])[0])
+    values = np.frombuffer(data, np.dtype(order + dtype), offset=offset, count=(len(data) - offset) // int(dtype[1]))
+    return int((~np.isfinite(values)).sum())
 
 
 def _read_photo(path: Path, suffix: str) -> np.ndarray:
@@ -158,6 +243,8 @@ def _write_medical(path: Path, array: np.ndarray, spacing: tuple[float, float]) 
     image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=is_rgb)
     sx, sy = (float(s) for s in spacing)
     image.SetSpacing((sx, sy) if image.GetDimension() == 2 else (sx, sy, 1.0))
+    if not is_utf8(path):
+        raise DataError(f"{path}: the path is not valid UTF-8, which SimpleITK cannot write; choose another name")
     sitk.WriteImage(image, str(path), useCompression=path.name.lower().endswith(".gz"))
 
 

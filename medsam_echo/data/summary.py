@@ -36,6 +36,8 @@ def summarize(root: str | Path) -> dict:
         if sample.label is not None:
             labelled += 1
             label_pixels += np.bincount(sample.label.ravel(), minlength=256)
+    if len(dataset) == 0:
+        problems.append(f"{root}: no images found ({fmt} layout)")
     total = max(int(label_pixels.sum()), 1)
     return {
         "format": fmt,

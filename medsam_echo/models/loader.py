@@ -71,6 +71,7 @@ def load_sam(
     """
     raw = read_source(source)
     state, extra_notes = _to_hf_state(raw)
+    check_finite(state, raw.path)
     config = _config_for(raw, state)
     config._attn_implementation = attn_implementation
     model = build_from_state(config, state, str(raw.path))
@@ -79,6 +80,14 @@ def load_sam(
         raw, profile, image_size=config.vision_config.image_size, name=str(source), tiny_vit=is_tiny_vit(config)
     )
     return LoadedSam(model, chosen, str(source), reason, raw.notes + extra_notes)
+
+
+def check_finite(state: dict[str, torch.Tensor], path) -> None:
+    """A checkpoint with NaN / Inf weights predicts garbage (a whole-image mask, NaN scores): refuse it."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} tensor(s) hold NaN / Inf weights ({_listing(bad)}); the "
+                              "checkpoint is damaged (or was saved from a diverged run)")
 
 
 def _to_hf_state(raw: RawCheckpoint) -> tuple[dict[str, torch.Tensor], list[str]]:

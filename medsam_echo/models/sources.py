@@ -60,6 +60,9 @@ def read_pickle(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if not _looks_like_torch_save(path):  # not a refusal: bytes that are no checkpoint at all
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt, or not a .pth file: it "
+                                  "is neither a zip archive nor a pickle)") from None
         raise CheckpointError(
             f"{path}: refused to load: the file contains Python objects other than tensors and plain "
             f"containers, which could run code when unpickled (read with weights_only=True). Convert it "
@@ -67,6 +70,13 @@ def read_pickle(path: Path) -> object:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {err}") from err
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """A zip archive (``torch.save``'s format) or a pickle of protocol 2-5 (the legacy format, plain pickles)."""
+    with open(path, "rb") as stream:
+        head = stream.read(4)
+    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -42,6 +42,7 @@ class Progress:
     step: int = 0
     best_dice: float = -1.0
     best_step: int = -1
+    epoch_losses: list[float] = field(default_factory=list)  # this epoch's so far: its train_loss after a resume
 
     @classmethod
     def load(cls, checkpoint: Path) -> Progress:

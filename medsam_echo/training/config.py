@@ -9,6 +9,7 @@ Every key is checked: an unknown key or a value of the wrong type is an error na
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,9 +152,78 @@ class ExperimentConfig:
         _choice("train.encoder_precision", self.train.encoder_precision, ("fp32", "bf16", "auto"))
         if self.train.eval_at_start not in (True, False, "auto"):
             raise ConfigError(f"train.eval_at_start: {self.train.eval_at_start!r} is not one of [true, false, 'auto']")
-        if self.optim.grad_accum < 1 or self.train.batch_size < 1:
-            raise ConfigError("optim.grad_accum and train.batch_size must be >= 1")
         _check_structures(self.data.structures)
+        _check_ranges(self)
+
+
+def _check_ranges(cfg: ExperimentConfig) -> None:
+    """Every numeric and named value in its valid range, checked at load time (an error names the key)."""
+    from medsam_echo.data.camus import PHASES, VIEWS
+    from medsam_echo.models.profile import PROFILES
+    from medsam_echo.models.registry import ARCHITECTURES, TINY_VIT_ARCHITECTURES
+
+    m, d, a, lo, o, t = cfg.model, cfg.data, cfg.data.augment, cfg.loss, cfg.optim, cfg.train
+    if not cfg.output_dir.strip():
+        raise ConfigError("output_dir: must name a folder")
+    if m.source.startswith("scratch:"):
+        known = sorted(ARCHITECTURES) + sorted(TINY_VIT_ARCHITECTURES)
+        if m.source[len("scratch:"):] not in known:
+            raise ConfigError(f"model.source: {m.source!r} names no architecture; use scratch:<{'|'.join(known)}>")
+    if m.profile is not None:
+        _choice("model.profile", m.profile, tuple(sorted(PROFILES)))
+    _choice("model.attn_implementation", m.attn_implementation, ("sdpa", "eager"))
+    for key, values, allowed in (("data.views", d.views, VIEWS), ("data.phases", d.phases, PHASES)):
+        if not values or not set(values) <= set(allowed) or len(set(values)) != len(values):
+            raise ConfigError(f"{key}: {values} must be distinct names from {list(allowed)}")
+    for key in ("data.train_split", "data.val_split"):
+        _choice(key, _get(cfg, key), ("train", "val", "test"))
+    if d.synthetic_patients and d.synthetic_patients < 3:
+        raise ConfigError(f"data.synthetic_patients: {d.synthetic_patients} must be 0 (none) or >= 3")
+    if len(d.synthetic_size) != 2 or min(d.synthetic_size) < 16:
+        raise ConfigError(f"data.synthetic_size: {d.synthetic_size} must be [H, W], both >= 16 px")
+    _pairs(cfg, ("data.augment.gamma", "data.augment.contrast", "data.augment.scale"), positive=True)
+    for key in ("data.max_train_samples", "data.max_val_samples", "data.num_workers", "data.synthetic_patients",
+                "data.augment.speckle", "data.augment.rotation_deg", "data.augment.translate",
+                "loss.dice", "loss.bce", "loss.focal", "loss.focal_gamma", "loss.iou", "optim.weight_decay",
+                "optim.warmup_steps", "optim.grad_clip", "optim.min_lr_ratio", "train.seed", "train.max_steps",
+                "train.max_minutes", "train.save_every_steps"):
+        _at_least(key, _get(cfg, key), 0)
+    for key in ("optim.grad_accum", "train.epochs", "train.batch_size", "train.eval_batch_size",
+                "train.eval_every_epochs", "train.log_every_steps"):
+        _at_least(key, _get(cfg, key), 1)
+    if lo.dice + lo.bce + lo.focal <= 0:
+        raise ConfigError("loss.dice, loss.bce, loss.focal: at least one mask loss weight must be > 0")
+    if not (math.isfinite(o.lr) and 0 < o.lr <= 1.0):
+        raise ConfigError(f"optim.lr: {o.lr} must be > 0 and <= 1 (AdamW diverges beyond that)")
+    if o.min_lr_ratio > 1:
+        raise ConfigError(f"optim.min_lr_ratio: {o.min_lr_ratio} must be in [0, 1]")
+    if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+        raise ConfigError(f"optim.betas: {o.betas} must be two values in [0, 1), e.g. [0.9, 0.999]")
+    if a.translate >= 1:
+        raise ConfigError(f"data.augment.translate: {a.translate} must be a fraction of the image, < 1")
+    if t.embedding_cache_dir and not t.embedding_cache_dir.strip():
+        raise ConfigError("train.embedding_cache_dir: must name a folder or be empty")
+
+
+def _get(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _at_least(key: str, value: float, low: float) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: {value} is not a finite number")
+    if value < low:
+        raise ConfigError(f"{key}: {value} must be >= {low}")
+
+
+def _pairs(cfg, keys: tuple[str, ...], *, positive: bool) -> None:
+    for key in keys:
+        value = _get(cfg, key)
+        if len(value) != 2 or value[0] > value[1] or (positive and value[0] <= 0):
+            raise ConfigError(f"{key}: {value} must be [low, high] with 0 < low <= high")
 
 
 def _check_structures(structures: list[str]) -> None:

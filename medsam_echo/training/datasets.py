@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import Subset
 
+from medsam_echo.data.io import DataError, display_path
 from medsam_echo.data.open import open_dataset
+from medsam_echo.data.sample import structure_mask
 from medsam_echo.data.synthetic import make_camus
 from medsam_echo.models.profile import PreprocessProfile
 from medsam_echo.prompts.auto import ViewPrior
@@ -21,9 +24,64 @@ def fit_run_view_prior(dataset, structures, accelerator) -> ViewPrior | None:
         return None
     try:
         return ViewPrior.fit((dataset[i] for i in range(len(dataset))), structures)
+    except DataError:
+        raise  # a broken file is an error (check_datasets finds them first), not a missing view
     except ValueError as err:
         accelerator.print(f"no view prior saved with the model ({err}); `predict --prompt auto` will need --view-prior")
         return None
+
+
+MIN_SIDE_PX = 4  # smaller images have no structure to prompt
+
+
+def check_datasets(cfg: ExperimentConfig, train, val, accelerator=None) -> None:
+    """Decode every training and validation image before the first step; one error lists every bad file.
+
+    A file is bad when it cannot be read, is mis-sized or mislabelled (the readers' :class:`DataError`),
+    has no label map, holds NaN / Inf pixels, is smaller than ``MIN_SIDE_PX``, or lacks one of
+    ``data.structures`` (it could not be prompted). Under several processes the main process checks and
+    the others receive its findings, so each file is decoded once.
+
+    Raises:
+        DataError: naming each bad file and what is wrong with it (on every process).
+    """
+    found = None
+    if accelerator is None or accelerator.is_main_process:
+        found = [[f"{split}: {p}" for i in range(len(dataset)) for p in _sample_problems(dataset, i, cfg.data.structures)]
+                 for split, dataset in ((cfg.data.train_split, train), (cfg.data.val_split, val))]
+    if accelerator is not None and accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        found = broadcast_object_list([found])[0]
+    problems = [p for split in found for p in split]
+    if problems:
+        listing = "\n  - ".join(problems)
+        raise DataError(f"{cfg.data.root}: {len(problems)} problem(s) in {len(train) + len(val)} training / "
+                        f"validation images; fix or remove these files (nothing was trained or written):\n  - {listing}")
+
+
+def _sample_problems(dataset, index: int, structures) -> list[str]:
+    try:
+        sample = dataset[index]
+    except DataError as err:
+        return [str(err)]
+    try:
+        files = ", ".join(display_path(p) for p in dataset.source_files(index))
+    except (AttributeError, IndexError):
+        files = sample.case_id
+    image, label = sample.image, sample.label
+    if label is None:
+        return [f"{files}: has no label map; training and validation need labels"]
+    problems = []
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        problems.append(f"{files}: {int((~np.isfinite(image)).sum())} non-finite (NaN / Inf) pixel values")
+    if min(image.shape[:2]) < MIN_SIDE_PX:
+        problems.append(f"{files}: image of {image.shape[0]} x {image.shape[1]} px is too small "
+                        f"(at least {MIN_SIDE_PX} px a side)")
+    absent = [s for s in structures if not structure_mask(label, s).any()]
+    if absent:
+        problems.append(f"{files}: label map has no {', '.join(absent)} (data.structures needs every one)")
+    return problems
 
 
 def ensure_synthetic(cfg: ExperimentConfig, accelerator) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -28,13 +29,13 @@ from medsam_echo.training.checkpoint import (
     latest_checkpoint,
     save_checkpoint,
 )
-from medsam_echo.training.config import ConfigError, ExperimentConfig
+from medsam_echo.training.config import ConfigError, ExperimentConfig, load_config, to_dict
 from medsam_echo.training.data import EpochShuffle, collate
-from medsam_echo.training.datasets import build_datasets, fit_run_view_prior
+from medsam_echo.training.datasets import build_datasets, check_datasets, fit_run_view_prior
 from medsam_echo.training.embedding_cache import EmbeddedSet, EmbeddingCache, item_key, model_key
 from medsam_echo.training.losses import sam_loss
 from medsam_echo.training.model import PromptedSam, build_training_model, describe, encoder_is_cacheable
-from medsam_echo.training.run_folder import BASE, BEST, MODEL, RunFolder
+from medsam_echo.training.run_folder import BASE, BEST, CONFIG_FILE, MODEL, RunFolder
 from medsam_echo.training.validate import validate
 
 
@@ -54,23 +55,29 @@ class TrainResult:
 def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
     """Train ``cfg``; writes everything under ``cfg.output_dir`` (see the README's run layout).
 
-    Reads top to bottom: the model and its base reference, the data, the optimizer and schedule, the
-    resume point, an optional step-0 validation, the epochs, the final model.
+    Reads top to bottom: the output folder's check (a run is never replaced; ``resume`` needs a checkpoint
+    and the same config), the model, the data (every file checked), only then the run's ``config.yaml``
+    and base reference, the optimizer and schedule, the resume point, an optional step-0 validation,
+    the epochs, the final model.
     """
     out = Path(cfg.output_dir)
     accelerator = _accelerator(cfg, out)
     set_seed(cfg.train.seed)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        RunFolder(out).write_config(cfg)
+    run_folder = RunFolder(out)
+    checkpoint = check_output_dir(cfg, resume)  # nothing is written before this, the model and the data pass
+    accelerator.wait_for_everyone()
     built = build_training_model(
         cfg.model.source, cfg.method, profile=cfg.model.profile, seed=cfg.train.seed,
         attn_implementation=cfg.model.attn_implementation, gradient_checkpointing=cfg.model.gradient_checkpointing,
         compile_encoder=cfg.model.compile_encoder,
     )
-    base_ref = _write_base(accelerator, cfg, built, out)
+    _check_finite_weights(cfg, built.model)
     accelerator.print(f"method {cfg.method.name} on {cfg.model.source} (profile {built.profile.name})\n{describe(built.model)}")
     train_set, val_set, sampler, loader, val_loader = _data(cfg, built, accelerator)
+    if accelerator.is_main_process and checkpoint is None:
+        out.mkdir(parents=True, exist_ok=True)
+        run_folder.write_config(cfg)
+    base_ref = _write_base(accelerator, cfg, built, out)
     optimizer = make_optimizer(cfg, built.model)
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
     accelerator.print(f"optimizing {sum(p.numel() for p in trainable):,} parameters in {len(trainable)} tensors")
@@ -84,7 +91,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
     if cfg.train.tensorboard:
         accelerator.init_trackers("tensorboard")
     run = _Run(cfg, accelerator, built, base_ref, model, optimizer, scheduler, train_set, sampler, loader,
-               val_loader, total_steps, _resumed(cfg, accelerator, scheduler, resume))
+               val_loader, total_steps, _resumed(accelerator, scheduler, checkpoint))
     record = run.epochs()
     _save_final(accelerator, cfg, model, built, base_ref, MODEL)
     accelerator.end_training()
@@ -93,6 +100,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
 
 def _accelerator(cfg: ExperimentConfig, out: Path) -> Accelerator:
     return Accelerator(
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=may_leave_parameters_unused(cfg))],
         # Without a GPU, Accelerate only forms a gloo process group (torchrun, accelerate launch) when
         # told to run on the CPU; otherwise every process would train alone.
         cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
@@ -103,12 +111,26 @@ def _accelerator(cfg: ExperimentConfig, out: Path) -> Accelerator:
     )
 
 
+def may_leave_parameters_unused(cfg: ExperimentConfig) -> bool:
+    """Whether a step may leave trained parameters without a gradient, which DDP must be told about.
+
+    Only the prompt encoder has such parameters: a box prompt uses neither the point-label embeddings
+    nor the mask embedding, a point prompt not the box-corner ones, and which are used changes from batch
+    to batch (``mix``) and between processes. DDP then searches the autograd graph for unused parameters
+    after every forward (a few per cent of a tiny model's step, nothing measurable on a real one; see
+    the DDP test), and those keep no gradient, exactly as on one process. Every other method uses all of
+    its trained parameters at every step, so DDP runs without the search.
+    """
+    return cfg.method.trains()["prompt_encoder"]
+
+
 def _data(cfg: ExperimentConfig, built, accelerator):
     """``(train_set, val_set, sampler, loader, val_loader)``; fits the run's view prior on the way.
 
     A frozen encoder's embeddings are cached once, and validation reads the same cache.
     """
     train_set, val_set = build_datasets(cfg, built.profile, accelerator)
+    check_datasets(cfg, train_set.dataset, val_set.dataset, accelerator)  # every file, before the first step
     built.view_prior = fit_run_view_prior(train_set.dataset, cfg.data.structures, accelerator)
     train_set = maybe_embedding_cache(cfg, built, train_set, accelerator)
     if isinstance(train_set, EmbeddedSet):
@@ -122,17 +144,91 @@ def _data(cfg: ExperimentConfig, built, accelerator):
     return train_set, val_set, sampler, loader, val_loader
 
 
-def _resumed(cfg: ExperimentConfig, accelerator, scheduler, resume: bool) -> Progress:
-    """The progress to start from: the latest checkpoint's (state restored) with ``resume``, else step 0."""
-    out = Path(cfg.output_dir)
-    if not resume or (checkpoint := latest_checkpoint(out)) is None:
+def _resumed(accelerator, scheduler, checkpoint: Path | None) -> Progress:
+    """The progress to start from: ``checkpoint``'s (state restored), else step 0."""
+    if checkpoint is None:
         return Progress()
-    accelerator.load_state(str(checkpoint))
-    progress = Progress.load(checkpoint)
-    for _ in range(progress.step):  # the schedule is a function of the step alone
-        scheduler.step()
+    try:
+        accelerator.load_state(str(checkpoint))
+        progress = Progress.load(checkpoint)
+    except (RuntimeError, OSError, ValueError, KeyError) as err:  # a damaged checkpoint (the data is checked)
+        raise TrainingError(f"--resume: {checkpoint} cannot be restored ({str(err).splitlines()[0]}); delete it "
+                            "and name the previous step-* folder in checkpoints/latest, or start a new run") from err
+    with warnings.catch_warnings():  # stepped without optimizer steps, on purpose
+        warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+        for _ in range(progress.step):  # the schedule is a function of the step alone
+            scheduler.step()
+    if accelerator.is_main_process:  # validations after the checkpoint are done again
+        RunFolder(Path(accelerator.project_dir)).keep_metrics_up_to(progress.step)
     accelerator.print(f"resumed from {checkpoint} at step {progress.step}")
     return progress
+
+
+# Keys a resumed run may change: where the run lives, how data is loaded and what is printed, none of
+# which changes a weight.
+RESUME_MAY_CHANGE = ("output_dir", "data.num_workers", "data.cache_dir", "train.embedding_cache_dir",
+                     "train.log_every_steps", "train.tensorboard")
+_CACHES = ("preprocess_cache", "embedding_cache")  # folders a run fills while it checks its data
+
+
+def check_output_dir(cfg: ExperimentConfig, resume: bool) -> Path | None:
+    """Refuse an output folder the run would damage; returns the checkpoint to resume from (or ``None``).
+
+    Without ``resume`` the folder must not exist or hold nothing but caches a run writes (a finished or
+    crashed run, or any other file, is never replaced). With ``resume`` it must hold a run with a
+    checkpoint and the same config, apart from ``RESUME_MAY_CHANGE``.
+
+    Raises:
+        ConfigError: naming the folder and what to do.
+    """
+    out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output_dir: {out} is a file, not a folder; choose another output_dir")
+    held = sorted(p.name for p in out.iterdir() if p.name not in _CACHES) if out.is_dir() else []
+    if not resume:
+        if held:
+            what = "a training run" if {CONFIG_FILE, "checkpoints", MODEL} & set(held) else "other files"
+            raise ConfigError(f"output_dir: {out} already holds {what} ({', '.join(held[:5])}); pass --resume to "
+                              "continue that run, or choose a new output_dir (nothing was changed)")
+        return None
+    saved = RunFolder(out).config_path
+    if not saved.is_file():
+        raise ConfigError(f"--resume: {out} holds no training run ({CONFIG_FILE} is missing); drop --resume to "
+                          "start a new run there")
+    try:
+        checkpoint = latest_checkpoint(out)
+    except FileNotFoundError as err:
+        raise ConfigError(f"--resume: {err}") from None
+    if checkpoint is None:
+        raise ConfigError(f"--resume: {out} has no checkpoint yet (the run stopped before its first one); "
+                          "delete the folder and start again without --resume")
+    changed = changed_keys(load_config(saved), cfg)
+    if changed:
+        raise ConfigError(f"--resume: the config differs from the run's {saved} in {', '.join(changed)}; a "
+                          "resumed run must use the same settings (start a new output_dir to change them)")
+    return checkpoint
+
+
+def changed_keys(old: ExperimentConfig, new: ExperimentConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs, apart from ``RESUME_MAY_CHANGE``."""
+    def flat(node, prefix=""):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from flat(value, f"{prefix}{key}.")
+        else:
+            yield prefix[:-1], node
+
+    a, b = dict(flat(to_dict(old))), dict(flat(to_dict(new)))
+    return [f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k not in RESUME_MAY_CHANGE]
+
+
+def _check_finite_weights(cfg: ExperimentConfig, model: torch.nn.Module) -> None:
+    """A source with NaN / Inf weights would train on garbage; say so before the first step."""
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p.detach()).all()]
+    if bad:
+        raise TrainingError(f"model.source: {cfg.model.source} has non-finite (NaN / Inf) weights in {len(bad)} "
+                            f"tensor(s), e.g. {bad[0]}; the checkpoint is damaged")
 
 
 @dataclass
@@ -181,10 +277,16 @@ class _Run:
     def _epoch(self, epoch: int, skip: int, clock: _Deadline, bar) -> list[float]:
         """One epoch's steps (the first ``skip`` batches already done before a resume); returns the losses."""
         cfg, accelerator, progress = self.cfg, self.accelerator, self.progress
-        self.sampler.set_epoch(epoch)  # image order of this epoch, the same for any process count
-        self.train_set.set_epoch(epoch)  # augmentation stream of this epoch
         batches = accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
-        losses = []
+        # The image order of this epoch, the same for any process count. Accelerate's loader passes its own
+        # iteration count to the sampler when iterated; a loader made by skip_first_batches (a resume) or a
+        # loader iterated before a resume counts from 0, so its count is set to the epoch here.
+        if hasattr(batches, "set_epoch"):
+            batches.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)  # augmentation stream of this epoch
+        losses = list(progress.epoch_losses) if skip else []
+        progress.epoch_losses = losses  # saved with every checkpoint
         for i, batch in enumerate(batches, start=skip):
             loss, parts = train_step(cfg, accelerator, self.model, self.optimizer, self.scheduler, batch, (epoch, i),
                                      progress)
@@ -197,11 +299,20 @@ class _Run:
                 bar.set_postfix(loss=f"{np.mean(losses[-cfg.train.log_every_steps:]):.4f}")
                 accelerator.log({"train/loss": float(loss.detach()), "train/lr": self.scheduler.get_last_lr()[0],
                                  **{f"train/{k}": v for k, v in parts.items()}}, step=progress.step)
-            if cfg.train.save_every_steps and progress.step % cfg.train.save_every_steps == 0:
+            if (cfg.train.save_every_steps and progress.step % cfg.train.save_every_steps == 0
+                    and not self._validates_next(epoch, i)):
                 save_checkpoint(accelerator, Path(cfg.output_dir), progress)
             if progress.step >= self.total_steps or clock.check():
                 break
         return losses
+
+
+    def _validates_next(self, epoch: int, index: int) -> bool:
+        """Whether validation (and then a checkpoint) follows this step; a checkpoint is only ever taken
+        after the step's validation, so a resume from it neither skips nor repeats one."""
+        end_of_epoch = index == len(self.loader) - 1
+        return self.progress.step >= self.total_steps or (
+            end_of_epoch and (epoch + 1) % self.cfg.train.eval_every_epochs == 0)
 
 
 class _Deadline:
@@ -228,7 +339,7 @@ def _write_base(accelerator, cfg: ExperimentConfig, built, out: Path) -> str:
     if not built.from_scratch:
         local = Path(cfg.model.source)
         return str(local.resolve()) if local.exists() else cfg.model.source  # a file, or a hub id
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and not RunFolder(out).base_dir.is_dir():  # a resumed run has it already
         save_sam(built.base_model, built.profile, RunFolder(out).base_dir)
     accelerator.wait_for_everyone()
     return f"../{BASE}"  # relative to RUN/model and RUN/best
@@ -343,10 +454,18 @@ def _check_finite(loss: torch.Tensor, accelerator, progress: Progress, epoch: in
     if accelerator.num_processes > 1:
         finite = accelerator.reduce(finite, reduction="sum") / accelerator.num_processes
     if float(finite) < 1.0:
+        where = f"non-finite loss at step {progress.step + 1} (epoch {epoch}); stopping."
+        checkpoint = latest_checkpoint(Path(accelerator.project_dir))
+        if checkpoint is None:
+            raise TrainingError(
+                f"{where} No checkpoint has been saved yet. At the first steps this usually means NaN / Inf in "
+                "the inputs or the model's weights (check model.source and the data), else too high an "
+                "optim.lr; fix it and start again in a new output_dir."
+            )
         raise TrainingError(
-            f"non-finite loss at step {progress.step + 1} (epoch {epoch}); stopping. The last good checkpoint "
-            f"is kept under {Path(accelerator.project_dir) / 'checkpoints'}; lower optim.lr, raise "
-            "optim.warmup_steps or use train.mixed_precision=bf16 instead of fp16, then --resume."
+            f"{where} The last good checkpoint is {checkpoint}. Lower optim.lr, raise optim.warmup_steps or use "
+            "train.mixed_precision=bf16 instead of fp16, in a new output_dir (--resume keeps the run's config and "
+            "would replay the same steps)."
         )
 
 

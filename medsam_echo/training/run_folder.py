@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medsam_echo.adapters.persist import TRAINED_FILE, save_trained
-from medsam_echo.atomic import atomic_write_text
+from medsam_echo.atomic import atomic_write_dir, atomic_write_text
 from medsam_echo.prompts.auto import VIEW_PRIOR_FILENAME, ViewPrior
 from medsam_echo.training.config import ExperimentConfig, load_config, to_yaml
 
@@ -63,6 +63,13 @@ class RunFolder:
         with self.metrics_path.open("a") as stream:
             stream.write(json.dumps(record) + "\n")
 
+    def keep_metrics_up_to(self, step: int) -> None:
+        """Drop the records after ``step`` (a resumed run validates those steps again), atomically."""
+        records = self.metrics()
+        kept = [r for r in records if r.get("step", 0) <= step]
+        if len(kept) < len(records):
+            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+
     def metrics(self) -> list[dict]:
         """Every validation record, in order."""
         if not self.metrics_path.is_file():
@@ -71,11 +78,17 @@ class RunFolder:
 
     def save_model(self, model, cfg: ExperimentConfig, which: str, *, base: str, profile,
                    view_prior: ViewPrior | None) -> Path:
-        """Write ``RUN/<which>``: trained weights, method, base reference, and the view prior if any."""
-        directory = save_trained(model, cfg.method, self.trained_dir(which), base=base, profile=profile)
-        if view_prior is not None:
-            view_prior.save(directory)  # automatic prompts for `predict --prompt auto`
-        return directory
+        """Write ``RUN/<which>``: trained weights, method, base reference, and the view prior if any.
+
+        The folder is filled under a temporary name and renamed, so a crash never leaves weights of one
+        step next to the view prior or method of another.
+        """
+        def fill(tmp: Path) -> None:
+            save_trained(model, cfg.method, tmp, base=base, profile=profile)
+            if view_prior is not None:
+                view_prior.save(tmp)  # automatic prompts for `predict --prompt auto`
+
+        return atomic_write_dir(self.trained_dir(which), fill)
 
 
 @dataclass(frozen=True)

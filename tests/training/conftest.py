@@ -28,12 +28,17 @@ def tiny_overrides(camus_root: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Accelerate keeps process-wide singletons; reset them around every in-process run."""
+def reset_accelerate_state() -> None:
+    """Forget Accelerate's process-wide singletons (between two in-process runs)."""
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
-    yield
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     PartialState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Accelerate keeps process-wide singletons; reset them around every in-process run."""
+    yield
+    reset_accelerate_state()

@@ -68,3 +68,37 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("model: [unclosed")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=-1", r"train\.epochs: -1 must be >= 1"),
+        ("train.epochs=0", r"train\.epochs: 0 must be >= 1"),
+        ("train.max_steps=-5", r"train\.max_steps: -5 must be >= 0"),
+        ("optim.lr=-1e-3", r"optim\.lr: -0\.001 must be > 0"),
+        ("optim.lr=1e6", r"optim\.lr: 1000000\.0 must be > 0 and <= 1"),
+        ("optim.lr=.nan", r"optim\.lr: nan"),
+        ("optim.weight_decay=-0.1", r"optim\.weight_decay: -0\.1 must be >= 0"),
+        ("optim.betas=[0.9]", r"optim\.betas: \[0\.9\] must be two values"),
+        ("optim.min_lr_ratio=2", r"optim\.min_lr_ratio"),
+        ("train.eval_batch_size=0", r"train\.eval_batch_size: 0 must be >= 1"),
+        ("train.log_every_steps=0", r"train\.log_every_steps: 0 must be >= 1"),
+        ("train.batch_size=0", r"train\.batch_size: 0 must be >= 1"),
+        ("train.seed=-1", r"train\.seed: -1 must be >= 0"),
+        ("train.max_minutes=-1", r"train\.max_minutes"),
+        ("data.structures=[lv_endo, heart]", r"data\.structures"),
+        ("data.views=[3CH]", r"data\.views: \['3CH'\] must be distinct names"),
+        ("data.phases=[]", r"data\.phases"),
+        ("data.synthetic_patients=2", r"data\.synthetic_patients"),
+        ("data.augment.gamma=[1.5, 0.7]", r"data\.augment\.gamma"),
+        ("loss.dice=-1", r"loss\.dice: -1\.0 must be >= 0"),
+        ("model.source=scratch:huge", r"model\.source: 'scratch:huge' names no architecture"),
+        ("model.profile=fancy", r"model\.profile: 'fancy' is not one of"),
+        ("model.attn_implementation=flash", r"model\.attn_implementation"),
+        ("data.train_split=training", r"data\.train_split"),
+    ],
+)
+def test_values_out_of_range_are_named_at_load_time(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(REPO / "configs/quickstart_scratch.yaml", [override])

@@ -35,7 +35,8 @@ def test_smoke_run_writes_config_metrics_and_a_loadable_model(camus_root, tmp_pa
     assert out_masks.pred_masks.shape[:2] == (1, 1)
 
 
-def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(camus_root, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(camus_root, tmp_path, monkeypatch,
+                                                                                   capsys):
     from medsam_echo.training import loop
 
     real = loop.sam_loss
@@ -48,9 +49,22 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoin
 
     monkeypatch.setattr(loop, "sam_loss", poisoned)
     out = tmp_path / "run"
-    with pytest.raises(loop.TrainingError, match="non-finite loss at step 4"):
-        train_main(["--config", QUICKSTART, *tiny_overrides(camus_root, out, "train.max_steps=6", "train.save_every_steps=2")])
+    args = ["--config", QUICKSTART, *tiny_overrides(camus_root, out, "train.max_steps=6", "train.save_every_steps=2")]
+    assert train_main(args) == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss at step 4" in err and "The last good checkpoint is" in err and "step-00000002" in err
     assert (out / "checkpoints" / "latest").read_text() == "step-00000002"
+
+
+def test_non_finite_loss_before_any_checkpoint_points_at_inputs_and_weights(camus_root, tmp_path, monkeypatch,
+                                                                              capsys):
+    from medsam_echo.training import loop
+
+    real = loop.sam_loss
+    monkeypatch.setattr(loop, "sam_loss", lambda *a, **k: (lambda lp: (lp[0] * float("nan"), lp[1]))(real(*a, **k)))
+    assert train_main(["--config", QUICKSTART, *tiny_overrides(camus_root, tmp_path / "run", "train.max_steps=2")]) == 1
+    err = capsys.readouterr().err
+    assert "No checkpoint has been saved yet" in err and "inputs or the model's weights" in err
 
 
 def _run(args: list[str]) -> subprocess.Popen:
