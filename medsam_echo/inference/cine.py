@@ -23,13 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import find_peaks
 
-from medsam_echo.data.sample import LABELS
+from medsam_echo.data.sample import LABELS, structure_mask
 from medsam_echo.evaluation.clinical import biplane_ef, ejection_fraction, long_axis
 from medsam_echo.inference.predictor import EchoPredictor
 
 MIN_BEAT_MS = 400.0  # no beat is shorter (150 bpm)
 BIPLANE = "biplane method of disks (Simpson), 2CH + 4CH"
 AREA_LENGTH = "single-plane area-length (8 A^2 / (3 pi L))"
+TRACK_MARGIN = 0.02  # tracked boxes: the previous mask's box grown by 2 % of the frame's longer side
+ENVELOPE = 0.1  # ... and kept within the key boxes' union grown by 10 % of its size per side
 
 
 @dataclass
@@ -40,11 +42,29 @@ class CinePrompts:
         keys: ``{frame index: [entry, ...]}`` with entries as in a ``PROMPTS.json`` (``structure``,
             ``box`` XYXY px inclusive and / or ``points`` ``(x, y)`` px + ``labels``), px of the full frame.
 
-    A frame uses the entries of the nearest key frame; a structure boxed on both key frames around it
-    gets the box linearly interpolated between them (the walls move smoothly through a beat).
+    A frame between the first and the last key frame uses the entries of the nearest key frame; a
+    structure boxed on both key frames around it gets the box linearly interpolated between them (the
+    walls move smoothly through a beat). Frames outside that range are tracked by :func:`segment_cine`:
+    each structure's box is its mask's box on the neighbouring frame (already segmented), grown by
+    ``TRACK_MARGIN`` and kept within :meth:`envelope`.
     """
 
     keys: dict[int, list[dict]]
+
+    def envelope(self) -> dict[str, np.ndarray]:
+        """``{structure: ((x0, y0), (x1, y1))}``: the union of its key boxes, grown by ``ENVELOPE`` per side."""
+        boxes: dict[str, list] = {}
+        for entries in self.keys.values():
+            for entry in entries:
+                if "box" in entry:
+                    boxes.setdefault(entry["structure"], []).append(entry["box"])
+        out = {}
+        for name, found in boxes.items():
+            arr = np.asarray(found, float)
+            lo, hi = arr[:, :2].min(axis=0), arr[:, 2:].max(axis=0)
+            grow = ENVELOPE * (hi - lo)
+            out[name] = np.stack([lo - grow, hi + grow])
+        return out
 
     def for_frame(self, t: int) -> list[dict]:
         """The entries of frame ``t`` (nearest key frame; boxes interpolated between two key frames)."""
@@ -93,17 +113,62 @@ def segment_cine(
     labels = np.zeros(frames.shape, np.uint8)
     scores = np.zeros(len(frames), np.float32)
     view_in = frames[:, y0 : y1 + 1, x0 : x1 + 1]
-    for t in predictor.iterate_frames(view_in, spacing, batch_size=batch_size):
-        if prompts is None:
-            seg = predictor.segment(view=view)
-            label, score = seg.label_map, float(np.mean(seg.prediction.scores))
-        else:
-            label, score = _prompted(predictor, [_shift(e, -x0, -y0) for e in prompts.for_frame(t)])
-        labels[t, y0 : y1 + 1, x0 : x1 + 1] = label
-        scores[t] = score
-        if progress is not None:
-            progress(t + 1, len(frames))
+    shifted = None if prompts is None else CinePrompts({t: [_shift(e, -x0, -y0) for e in entries]
+                                                        for t, entries in prompts.keys.items()})  # fmt: skip
+    done = 0
+    first = None if shifted is None else min(shifted.keys)
+    for order in _frame_order(len(frames), shifted):
+        backward = first is not None and order[0] < first  # tracks on from the first key frame's result
+        previous = labels[first, y0 : y1 + 1, x0 : x1 + 1] if backward else None
+        for i in predictor.iterate_frames([view_in[t] for t in order], spacing, batch_size=batch_size):
+            t = order[i]
+            label, score = _segment_frame(predictor, shifted, t, previous, view)
+            labels[t, y0 : y1 + 1, x0 : x1 + 1], scores[t], previous = label, score, label
+            done += 1
+            if progress is not None:
+                progress(done, len(frames))
     return labels, scores
+
+
+def _frame_order(n: int, prompts: CinePrompts | None) -> list[list[int]]:
+    """Sweeps over the frames: forward from the first key frame, then backward from it (tracking outward)."""
+    if prompts is None:
+        return [list(range(n))]
+    first = min(prompts.keys)
+    return [order for order in (list(range(first, n)), list(range(first - 1, -1, -1))) if order]
+
+
+def _segment_frame(predictor, prompts: CinePrompts | None, t: int, previous: np.ndarray | None, view):
+    """``(label map, mean predicted IoU)`` of the current frame ``t`` (px of the cropped frame)."""
+    if prompts is None:
+        seg = predictor.segment(view=view)
+        return seg.label_map, float(np.mean(seg.prediction.scores))
+    entries = prompts.for_frame(t)
+    if previous is not None and not min(prompts.keys) <= t <= max(prompts.keys):
+        entries = _tracked(entries, previous, prompts.envelope())
+    return _prompted(predictor, entries)
+
+
+def _tracked(entries: list[dict], previous: np.ndarray, envelope: dict[str, np.ndarray]) -> list[dict]:
+    """Boxes of the previous frame's masks (+ ``TRACK_MARGIN`` of the frame), inside the key boxes' envelope.
+
+    Outside the key frames the heart keeps moving: each structure is boxed where the neighbouring frame
+    found it; a structure the neighbour lost keeps the key frame's prompt.
+    """
+    h, w = previous.shape
+    margin = max(1, round(TRACK_MARGIN * max(h, w)))
+    out = []
+    for entry in entries:
+        ys, xs = np.nonzero(structure_mask(previous, entry["structure"]))
+        if not len(xs):
+            out.append(entry)
+            continue
+        box = np.array([xs.min() - margin, ys.min() - margin, xs.max() + margin, ys.max() + margin], float)
+        if entry["structure"] in envelope:
+            lo, hi = envelope[entry["structure"]]
+            box = np.clip(box, [lo[0], lo[1], lo[0], lo[1]], [hi[0], hi[1], hi[0], hi[1]])
+        out.append({"structure": entry["structure"], "box": box.tolist()})
+    return out
 
 
 def _prompted(predictor: EchoPredictor, entries: list[dict]) -> tuple[np.ndarray, float]:

@@ -122,3 +122,19 @@ def test_batched_frames_encode_like_single_frames(tiny_dir, loops):
         single = predictor.engine.encode(frames[t]).embeddings
         assert batched.shape == single.shape and np.allclose(batched.numpy(), single.numpy(), atol=1e-4)
     assert seen == [0, 1, 2] and predictor.spacing == (1.0, 1.0)
+
+
+def test_frames_outside_the_key_frames_are_tracked_from_their_neighbour():
+    from medsam_echo.inference.cine import _frame_order, _tracked
+
+    prompts = CinePrompts({3: [{"structure": "lv_endo", "box": [10, 10, 30, 40]}],
+                           6: [{"structure": "lv_endo", "box": [12, 12, 28, 36]}]})  # fmt: skip
+    assert _frame_order(9, prompts) == [[3, 4, 5, 6, 7, 8], [2, 1, 0]]
+    previous = np.zeros((50, 50), np.uint8)
+    previous[15:30, 14:26] = 1  # the cavity found on the neighbouring frame
+    entry = _tracked(prompts.for_frame(8), previous, prompts.envelope())[0]
+    assert entry == {"structure": "lv_endo", "box": [13.0, 14.0, 26.0, 30.0]}  # its box + 1 px (2 % of 50)
+    previous[0:49, 0:49] = 1  # a runaway mask: the box stays within the key boxes' envelope
+    box = _tracked(prompts.for_frame(8), previous, prompts.envelope())[0]["box"]
+    assert box == pytest.approx([8.0, 7.0, 32.0, 43.0])
+    assert _tracked(prompts.for_frame(8), np.zeros((50, 50), np.uint8), {})[0]["box"] == [12, 12, 28, 36]
