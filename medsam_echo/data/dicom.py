@@ -16,7 +16,9 @@ Pixel spacing ``(sx, sy)`` mm per px, first found of:
    makes up a 1 mm spacing.
 
 Frame times (ms from the first frame) come from Frame Time or Frame Time Vector, else from Cine Rate /
-Recommended Display Frame Rate; ECG R-wave times from R Wave Time Vector. The view (``2CH`` / ``4CH``)
+Recommended Display Frame Rate; ECG R-wave times from R Wave Time Vector, else from the peaks of an ECG
+channel of the Waveform Sequence (its first sample at Multiplex Group Time Offset ms from the first frame,
+0 when absent). The view (``2CH`` / ``4CH``)
 is read from Series Description, View Name, the View Code Sequence, Protocol Name or Image Comments.
 
 Files that are not ultrasound, have no pixel data, are truncated or cannot be decoded raise
@@ -64,6 +66,7 @@ class DicomCine:
             (the sector), or ``None``.
         frame_times_ms: ``(T,)`` ms from the first frame, or ``None``.
         r_waves_ms: ECG R-wave times, ms from the first frame, or ``None`` when the file has none.
+        r_wave_source: where they came from (``"R Wave Time Vector"`` or ``"ECG waveform, R peaks detected"``).
         heart_rate: beats per minute (Heart Rate tag), or ``None``.
         view: ``"2CH"`` / ``"4CH"`` when the series says so, else ``None``; view_source: the tag it came from.
         dataset: the pydicom dataset without its pixel data (what a DICOM SEG references).
@@ -76,6 +79,7 @@ class DicomCine:
     region: tuple[int, int, int, int] | None = None
     frame_times_ms: np.ndarray | None = None
     r_waves_ms: np.ndarray | None = None
+    r_wave_source: str = ""
     heart_rate: float | None = None
     view: str | None = None
     view_source: str = ""
@@ -126,6 +130,7 @@ def read_dicom_cine(path: str | Path) -> DicomCine:
     frames = _grey_frames(ds, path)
     spacing, source, region = pixel_spacing(ds)
     view, view_source = view_of(ds)
+    r_waves, r_source = r_wave_times(ds, path)
     del ds.PixelData
     return DicomCine(
         path=path,
@@ -134,7 +139,8 @@ def read_dicom_cine(path: str | Path) -> DicomCine:
         spacing_source=source,
         region=region,
         frame_times_ms=frame_times(ds, len(frames)),
-        r_waves_ms=_float_array(ds.get("RWaveTimeVector")),
+        r_waves_ms=r_waves,
+        r_wave_source=r_source,
         heart_rate=_float_or_none(ds.get("HeartRate")),
         view=view,
         view_source=view_source,
@@ -257,6 +263,52 @@ def frame_times(ds, n_frames: int) -> np.ndarray | None:
         rate = _float_or_none(ds.get("CineRate")) or _float_or_none(ds.get("RecommendedDisplayFrameRate"))
         frame_time = 1000.0 / rate if rate else None
     return None if frame_time is None else np.arange(n_frames) * frame_time
+
+
+def r_wave_times(ds, path: Path) -> tuple[np.ndarray | None, str]:
+    """``(R-wave times in ms from the first frame, source)``; ``(None, "")`` when the file has no ECG."""
+    vector = _float_array(ds.get("RWaveTimeVector"))
+    if vector is not None and len(vector):
+        return vector, "R Wave Time Vector"
+    for index, group in enumerate(ds.get("WaveformSequence") or []):
+        channel = _ecg_channel(group)
+        if channel is None:
+            continue
+        try:
+            signal = ds.waveform_array(index)[:, channel].astype(np.float64)
+        except (ValueError, AttributeError, IndexError) as err:
+            raise DataError(f"{path}: ECG waveform {index} cannot be read ({err})") from err
+        rate = float(group.SamplingFrequency)
+        offset = float(group.get("MultiplexGroupTimeOffset", 0.0) or 0.0)
+        return offset + r_peaks(signal, rate) * 1000.0 / rate, "ECG waveform, R peaks detected"
+    return None, ""
+
+
+def _ecg_channel(group) -> int | None:
+    """Index of the first ECG channel of a waveform multiplex group (by its source's meaning), or None."""
+    for index, channel in enumerate(group.get("ChannelDefinitionSequence") or []):
+        sources = channel.get("ChannelSourceSequence") or []
+        meaning = " ".join(str(item.get("CodeMeaning", "")) for item in sources).upper()
+        if "ECG" in meaning or "LEAD" in meaning or "ELECTROCARDIO" in meaning:
+            return index
+    return None
+
+
+def r_peaks(signal: np.ndarray, rate_hz: float) -> np.ndarray:
+    """Sample indices of the R peaks of an ECG ``(N,)``: the tallest peaks, >= 300 ms apart.
+
+    The baseline (a 200 ms moving median) is removed and the polarity with the larger excursion kept,
+    so an inverted lead works too; a peak must rise above half of the 99th-percentile excursion.
+    """
+    from scipy.ndimage import median_filter
+    from scipy.signal import find_peaks
+
+    centred = signal - median_filter(signal, size=max(3, int(0.2 * rate_hz) | 1), mode="nearest")
+    if abs(np.percentile(centred, 0.5)) > abs(np.percentile(centred, 99.5)):
+        centred = -centred
+    height = 0.5 * np.percentile(centred, 99.5)
+    peaks, _ = find_peaks(centred, height=height, distance=max(1, int(0.3 * rate_hz)))
+    return peaks.astype(np.float64)
 
 
 def view_of(ds) -> tuple[str | None, str]:

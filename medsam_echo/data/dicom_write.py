@@ -36,6 +36,7 @@ def write_us_cine(
     region: tuple[int, int, int, int] | None = None,
     frame_time_ms: float | None = None,
     r_waves_ms: list[float] | None = None,
+    ecg_r_waves_ms: list[float] | None = None,
     description: str = "",
     compression: str = "none",
     modality: str = "US",
@@ -49,6 +50,8 @@ def write_us_cine(
             over ``region`` ``(x0, y0, x1, y1)`` px, default the whole frame, plus an ECG strip region),
             ``"pixel_spacing"`` or ``"none"``.
         frame_time_ms: Frame Time. r_waves_ms: R Wave Time Vector (ms from the first frame).
+        ecg_r_waves_ms: instead an ECG lead in the Waveform Sequence (500 Hz, from the first frame to the
+            last) with R peaks at these times (ms).
         description: Series Description (e.g. ``"Apical 4CH"``, where readers find the view).
         compression: ``"none"``, ``"rle"`` or ``"jpeg"`` (baseline, YBR_FULL_422 colour).
         modality: ``"US"``; anything else writes a Secondary Capture (a non-ultrasound file for tests).
@@ -72,6 +75,9 @@ def write_us_cine(
         ds.FrameIncrementPointer = 0x00181063
     if r_waves_ms is not None:
         ds.RWaveTimeVector = [float(t) for t in r_waves_ms]
+    if ecg_r_waves_ms is not None:
+        duration = (frame_time_ms or 40.0) * len(frames)
+        ds.WaveformSequence = [_ecg_group(ecg_r_waves_ms, duration)]
     _set_pixels(ds, frames, compression)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +130,29 @@ def _regions(spacing: tuple[float, float], box: tuple[int, int, int, int]):
     )
     ecg.PhysicalDeltaX, ecg.PhysicalDeltaY = 0.01, 1.0
     return [ecg, sector]  # the sector second: readers must pick it by its units, not its position
+
+
+def _ecg_group(r_waves_ms: list[float], duration_ms: float, rate: float = 500.0):
+    """A one-lead ECG multiplex group (16-bit, µV): a flat trace with a QRS spike at each R-wave."""
+    from pydicom.dataset import Dataset
+
+    t = np.arange(int(duration_ms * rate / 1000.0)) * 1000.0 / rate  # ms
+    trace = 30.0 * np.sin(2 * np.pi * t / 900.0)  # baseline wander
+    for r in r_waves_ms:
+        trace += 1000.0 * np.exp(-0.5 * ((t - r) / 8.0) ** 2) - 200.0 * np.exp(
+            -0.5 * ((t - r - 25.0) / 10.0) ** 2
+        )
+    source, channel, group = Dataset(), Dataset(), Dataset()
+    source.CodeValue, source.CodingSchemeDesignator, source.CodeMeaning = "2:1", "MDC", "Lead II"
+    channel.ChannelSourceSequence = [source]
+    channel.ChannelSensitivity, channel.ChannelSampleSkew, channel.WaveformBitsStored = "1", "0", 16
+    group.WaveformOriginality, group.NumberOfWaveformChannels = "ORIGINAL", 1
+    group.NumberOfWaveformSamples, group.SamplingFrequency = len(t), f"{rate:g}"
+    group.MultiplexGroupTimeOffset = "0"
+    group.ChannelDefinitionSequence = [channel]
+    group.WaveformBitsAllocated, group.WaveformSampleInterpretation = 16, "SS"
+    group.WaveformData = np.round(trace).astype("<i2").tobytes()
+    return group
 
 
 def _set_pixels(ds, frames: np.ndarray, compression: str) -> None:
@@ -181,6 +210,7 @@ def make_dicom_exam(
     size: tuple[int, int] = (112, 96),
     compression: str = "rle",
     r_waves: tuple[str, ...] = ("2CH",),
+    ecg: tuple[str, ...] = (),
 ) -> DicomExam:
     """Write ``2CH.dcm`` and ``4CH.dcm``: one synthetic heart (known EF) seen in both apical views.
 
@@ -203,10 +233,11 @@ def make_dicom_exam(
         spacing = (float(rng.uniform(95, 110) / size[1]), float(rng.uniform(165, 180) / size[0]))
         cine = make_cine(heart, view, spacing=spacing, size=size, frames=frames, rng=rng)
         images, labels, box = _on_canvas(cine.images, view), _on_canvas(cine.labels), _sector_box(size)
-        r_waves = [i * cine.frame_time_ms for i in cine.ed_frames] if view in r_waves else None
+        beats = [i * cine.frame_time_ms for i in cine.ed_frames]
         exam.paths[view] = write_us_cine(
             out / f"{view}.dcm", images, spacing=spacing, region=box, frame_time_ms=cine.frame_time_ms,
-            r_waves_ms=r_waves, description=f"Apical {view}", compression=compression, study_uid=study,
+            r_waves_ms=beats if view in r_waves else None, ecg_r_waves_ms=beats if view in ecg else None,
+            description=f"Apical {view}", compression=compression, study_uid=study,
         )  # fmt: skip
         exam.cines[view], exam.labels[view], exam.region[view] = cine, labels, box
     return exam

@@ -188,6 +188,8 @@ def analyse_loop(
     phases = None
     if cine.n_frames > 1:
         phases = find_phases(area, cine.frame_times_ms, cine.r_waves_ms, cine.heart_rate)
+        if phases.source == "ECG R-waves":
+            phases.source += f" ({cine.r_wave_source})"
     return LoopResult(key, cine, labels, scores, area, unit, phases, seconds)
 
 

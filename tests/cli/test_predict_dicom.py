@@ -23,7 +23,8 @@ FRAMES, SIZE = 10, (64, 56)
 
 @pytest.fixture(scope="module")
 def exam(tmp_path_factory):
-    return make_dicom_exam(tmp_path_factory.mktemp("exam") / "exam", frames=FRAMES, size=SIZE)
+    """2CH with an R Wave Time Vector, 4CH with an ECG waveform."""
+    return make_dicom_exam(tmp_path_factory.mktemp("exam") / "exam", frames=FRAMES, size=SIZE, ecg=("4CH",))
 
 
 def _prompts(exam, path):
@@ -74,6 +75,9 @@ def test_tiny_model_on_a_two_view_exam_writes_every_output(tmp_path, exam, tiny_
         source = pydicom.dcmread(exam.paths[view], stop_before_pixels=True)
         seg = read_dicom_seg(out / f"{view}_seg.dcm", source.SOPInstanceUID, FRAMES)
         assert np.array_equal(seg, labels)
+    assert summary["views"]["2CH"]["phase_source"] == "ECG R-waves (R Wave Time Vector)"
+    assert summary["views"]["4CH"]["phase_source"] == "ECG R-waves (ECG waveform, R peaks detected)"
+    assert summary["views"]["4CH"]["ed_frame"] == 3
     assert sorted(summary["outputs"]) == sorted(p.name for p in out.iterdir())
     assert cli(argv) == 0  # a second run replaces its own outputs
 

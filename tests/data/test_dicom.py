@@ -151,3 +151,12 @@ def test_missing_pydicom_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pydicom", None)
     with pytest.raises(ImportError, match=r"medsam-echo\[dicom\]"):
         read_dicom_cine(tmp_path / "a.dcm")
+
+
+def test_r_waves_are_detected_on_an_ecg_waveform(tmp_path):
+    path = write_us_cine(
+        tmp_path / "ecg.dcm", _frames(20), frame_time_ms=60.0, ecg_r_waves_ms=[180.0, 1020.0]
+    )
+    cine = read_dicom_cine(path)
+    assert cine.r_wave_source == "ECG waveform, R peaks detected"
+    assert cine.r_waves_ms == pytest.approx([180.0, 1020.0], abs=2.0)  # 500 Hz: one sample is 2 ms
