@@ -90,7 +90,7 @@ def check_output(path: str | Path, *, overwrite: bool = False, is_dir: bool = Fa
     for source in inputs:
         resolved = Path(source).resolve()
         if resolved == target or target in resolved.parents:
-            raise OutputExistsError(f"{path}: is or holds the input {source}; writing there would delete it")
+            raise OutputExistsError(f"{path}: is or holds the input {source}; writing there could destroy it")
     if not path.exists() and not path.is_symlink():
         return
     if is_dir and not path.is_dir():

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from medsam_echo.atomic import OutputExistsError, check_output
 from medsam_echo.data.io import DataError
 from medsam_echo.evaluation.evaluate import EvaluationError, evaluate
 from medsam_echo.evaluation.metrics import METRICS
@@ -21,7 +22,13 @@ def main(argv: list[str]) -> int:
     add("--split", default="test", choices=("train", "val", "test", "all"), help="default: test")
     add("--out", required=True, type=Path, metavar="OUT_DIR", help="output folder (created)")
     add("--allow-missing", action="store_true", help="leave out cases without prediction (reported)")
+    add("--overwrite", action="store_true", help="replace the results of an earlier evaluate in OUT_DIR")
     args = parser.parse_args(argv)
+    try:  # a folder holding anything but an earlier evaluate's results is never written into
+        check_output(args.out, overwrite=args.overwrite, is_dir=True, inputs=(args.pred, args.data),
+                     ours=lambda out: (out / "summary.json").is_file())
+    except OutputExistsError as err:
+        parser.exit(2, f"medsam-echo evaluate: error: {err}\n")
 
     from medsam_echo.data.open import open_dataset
     from medsam_echo.evaluation.report import write_outputs

@@ -58,7 +58,7 @@ def test_convert_refuses_the_run_holding_its_source(tiny_dir, tmp_path, capsys):
     (run / "config.yaml").write_text("{}")
     for out in (run, run / "model"):
         _refused(capsys, ["convert-checkpoint", str(run / "model"), str(out), "--overwrite"], 2,
-                 "would delete it", protect=[run])
+                 "could destroy it", protect=[run])
 
 
 def test_convert_replaces_its_own_output_only_with_overwrite(tiny_dir, tmp_path, capsys):
@@ -157,3 +157,14 @@ def test_nan_weights_are_refused_on_load(tmp_path, capsys):
         model.mask_decoder.iou_prediction_head.layers[0].bias.fill_(float("nan"))
     path = save_sam(model, get_profile("sam", 128), tmp_path / "nan")
     _refused(capsys, ["inspect", str(path)], 1, path, "NaN / Inf weights", "iou_prediction_head")
+
+
+def test_evaluate_never_writes_into_a_folder_it_did_not_fill(nifti_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["evaluate", "--pred", str(tmp_path), "--data", str(nifti_root), "--out", str(out)]
+    _refused(capsys, argv, 2, out, "--overwrite", protect=[out])
+    _refused(capsys, [*argv, "--overwrite"], 2, "did not write", protect=[out])
+    _refused(capsys, [*argv[:-1], str(tmp_path / "pred_inside"), "--pred", str(tmp_path / "pred_inside" / "p")], 2,
+             "could destroy it")
