@@ -115,6 +115,20 @@ def is_dicom_file(path: str | Path) -> bool:
     return head[128:132] == b"DICM"
 
 
+def ultrasound_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not an ultrasound image (header only, pixels not decoded), or ``None`` when it is one."""
+    pydicom = pydicom_module()
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as err:  # any unreadable header is a reason, reported with the file
+        return f"not a readable DICOM file ({err})"
+    modality, sop = str(ds.get("Modality", "")), str(ds.get("SOPClassUID", ""))
+    if modality != "US" or sop not in US_SOP_CLASSES:
+        name = getattr(ds.get("SOPClassUID"), "name", sop) or "none"
+        return f"not an ultrasound image (Modality {modality or 'missing'!r}, SOP class {name})"
+    return None
+
+
 def read_dicom_cine(path: str | Path) -> DicomCine:
     """Read one ultrasound DICOM file (module docstring for what is accepted).
 

@@ -43,18 +43,32 @@ from medsam_echo.inference.predictor import EchoPredictor
 VIEWS = ("2CH", "4CH")
 
 
-def collect_dicom(inputs: list[Path]) -> list[Path]:
-    """DICOM files among ``inputs`` (files, or folders searched recursively), sorted; errors name the input."""
+def collect_dicom(inputs: list[Path], skipped: list[str] | None = None) -> list[Path]:
+    """DICOM files among ``inputs``, sorted; errors name the input.
+
+    Files given are kept as they are (a non-ultrasound one is an error when read). Folders are searched
+    recursively, and what is in them but not an ultrasound image (a DICOMDIR, structured reports, a DICOM
+    SEG written by an earlier run ...) is left out, with a line appended to ``skipped``.
+    """
+    from medsam_echo.data.dicom import ultrasound_problem
+
     files: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if not p.name.startswith(".") and is_dicom_file(p))
+            for found in sorted(
+                p for p in path.rglob("*") if not p.name.startswith(".") and is_dicom_file(p)
+            ):
+                problem = ultrasound_problem(found)
+                if problem is None:
+                    files.append(found)
+                elif skipped is not None:
+                    skipped.append(f"{found}: {problem}")
         elif path.is_file():
             files.append(path)
         else:
             raise DataError(f"{path}: input not found")
     if not files:
-        raise DataError(f"no DICOM files in {', '.join(map(str, inputs))}")
+        raise DataError(f"no ultrasound DICOM files in {', '.join(map(str, inputs))}")
     return files
 
 
@@ -206,7 +220,8 @@ def predict_exam(
     from medsam_echo.inference.dicom_seg import highdicom_module
 
     highdicom_module()  # fail before segmenting when the SEG cannot be written
-    loops = assign_views(collect_dicom(inputs), parse_views(views) if views else None)
+    skipped: list[str] = []
+    loops = assign_views(collect_dicom(inputs, skipped), parse_views(views) if views else None)
     outputs.check_outputs(out, outputs.planned_outputs(loops))
     spec = None if prompts == "auto" else load_cine_prompts(Path(prompts), loops)
     results = {
@@ -216,8 +231,8 @@ def predict_exam(
     outputs.write_summary(out, {"complete": False, "outputs": planned})  # claims the names before writing
     for result in results.values():
         _write_loop(out, result)
-    return outputs.write_summary(out, {**exam_summary(predictor, prompts, results), "complete": True,
-                                       "outputs": planned})  # fmt: skip
+    summary = {**exam_summary(predictor, prompts, results), "skipped": skipped}
+    return outputs.write_summary(out, {**summary, "complete": True, "outputs": planned})
 
 
 def _write_loop(out: Path, result: LoopResult) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,7 +81,15 @@ def test_tiny_model_on_a_two_view_exam_writes_every_output(tmp_path, exam, tiny_
     assert summary["views"]["4CH"]["phase_source"] == "ECG R-waves (ECG waveform, R peaks detected)"
     assert summary["views"]["4CH"]["ed_frame"] == 3
     assert sorted(summary["outputs"]) == sorted(p.name for p in out.iterdir())
-    assert cli(argv) == 0  # a second run replaces its own outputs
+    argv[argv.index("--out") + 1] = str(exam.paths["2CH"].parent / "pred")  # outputs inside the exam folder
+    argv[argv.index("--model") + 1] = "baseline:ellipse"  # (faster)
+    assert cli(argv) == 0 and cli(argv) == 0  # a second run skips the first's SEGs, replaces its own outputs
+    summary = json.loads((exam.paths["2CH"].parent / "pred" / "summary.json").read_text())
+    assert sorted(Path(line.split(":")[0]).name for line in summary["skipped"]) == [
+        "2CH_seg.dcm",
+        "4CH_seg.dcm",
+    ]
+    shutil.rmtree(exam.paths["2CH"].parent / "pred")
 
 
 def test_outputs_the_command_did_not_write_are_never_replaced(tmp_path, exam):
