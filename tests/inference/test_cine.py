@@ -138,3 +138,29 @@ def test_frames_outside_the_key_frames_are_tracked_from_their_neighbour():
     box = _tracked(prompts.for_frame(8), previous, prompts.envelope())[0]["box"]
     assert box == pytest.approx([8.0, 7.0, 32.0, 43.0])
     assert _tracked(prompts.for_frame(8), np.zeros((50, 50), np.uint8), {})[0]["box"] == [12, 12, 28, 36]
+
+
+def test_a_prompting_session_on_ed_and_es_prompts_the_whole_loop(loops):
+    from medsam_echo.data.dicom import DicomCine
+    from medsam_echo.inference.cine_session import key_frame_samples, prompts_from_session, segment_loops
+    from medsam_echo.inference.interactive import PromptSession
+
+    cines = {v: DicomCine(f"{v}.dcm", c.images, c.spacing, "test", frame_times_ms=np.arange(30) * 60.0, view=v)
+             for v, c in loops.items()}  # fmt: skip
+    keys = {v: (c.ed_frames[0], c.es_frames[0]) for v, c in loops.items()}
+    session = PromptSession(EchoPredictor.from_source("baseline:ellipse"), key_frame_samples(cines, keys))
+    for frame in session.frames.values():
+        session.select_frame(frame.case_id)
+        for structure in session.structures:
+            session.select_structure(structure)
+            session.add_box(
+                box_from_mask(structure_mask(loops[frame.view].labels[frame.meta["frame"]], structure))
+            )
+        session.add_click(40, 40, positive=True)  # a click after the box: kept with it
+    prompts = prompts_from_session(session)
+    assert sorted(prompts) == ["2CH", "4CH"] and sorted(prompts["2CH"].keys) == [3, 8]
+    last = prompts["2CH"].keys[3][-1]
+    assert "box" in last and last["points"] == [[40.0, 40.0]] and last["labels"] == [1]
+    result = segment_loops(session.predictor, cines, prompts)
+    assert result["exam"]["method"] == BIPLANE and np.isfinite(result["exam"]["ef"])
+    assert result["loops"]["4CH"]["labels"].shape == loops["4CH"].labels.shape
