@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--out", required=True, type=Path, help="output folder (created)")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--data", type=Path, metavar="ROOT", help="dataset mode: CAMUS root")
-    mode.add_argument("--input", type=Path, nargs="+", metavar="FILE_OR_DIR", help="file mode: images")
+    mode.add_argument(
+        "--input", type=Path, nargs="+", metavar="FILE_OR_DIR", help="images; or DICOM loops / exam folders"
+    )
     add(
         "--split", default="test", choices=("train", "val", "test", "all"), help="dataset mode (default test)"
     )
