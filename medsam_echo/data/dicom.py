@@ -143,6 +143,7 @@ def read_dicom_cine(path: str | Path) -> DicomCine:
     _check_ultrasound(ds, path)
     frames = _grey_frames(ds, path)
     spacing, source, region = pixel_spacing(ds)
+    region = _inside(region, frames.shape[1:])
     view, view_source = view_of(ds)
     r_waves, r_source = r_wave_times(ds, path)
     del ds.PixelData
@@ -160,6 +161,15 @@ def read_dicom_cine(path: str | Path) -> DicomCine:
         view_source=view_source,
         dataset=ds,
     )
+
+
+def _inside(box: tuple[int, int, int, int] | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The region box clipped to the ``(H, W)`` frame; ``None`` when it leaves less than 2 x 2 px."""
+    if box is None:
+        return None
+    h, w = size
+    x0, y0, x1, y1 = max(box[0], 0), max(box[1], 0), min(box[2], w - 1), min(box[3], h - 1)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
 def _read_dataset(path: Path):
