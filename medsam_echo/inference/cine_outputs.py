@@ -5,7 +5,7 @@ Per loop ``KEY`` (the view, or the file's stem when the view is unknown):
 - ``KEY_labels.nii.gz``: ``(T, H, W)`` label maps (CAMUS values) with the spacing (1 px = 1 unit when the
   file has none; ``summary.json`` says so);
 - ``KEY_area.csv``: ``frame, time_ms, area, phase`` (area in the unit of the header, mm2 or px2);
-- ``KEY_area.png``: the area curve with ED / ES marked (matplotlib, Agg);
+- ``KEY_area.png``: the area curve with ED / ES marked (matplotlib's Agg canvas);
 - ``KEY_overlay.gif``: the loop with the label maps tinted (Pillow);
 - ``KEY_seg.dcm``: the DICOM Segmentation over the source loop (:mod:`~medsam_echo.inference.dicom_seg`);
 
@@ -107,17 +107,16 @@ def _marks(phases) -> dict[int, str]:
     return marks
 
 
-def plot_area(
-    path: Path, area: np.ndarray, unit: str, times_ms: np.ndarray | None, phases, title: str
-) -> Path:
-    """The area curve (x: time in s, or frame index) with every ED (red) and ES (blue) marked."""
-    import matplotlib
+def plot_area(path: Path, area: np.ndarray, unit: str, times_ms: np.ndarray | None, phases, title: str) -> Path:
+    """The area curve (x: time in s, or frame index) with every ED (red) and ES (blue) marked.
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    Drawn on a ``matplotlib.figure.Figure`` (the Agg canvas), never ``pyplot``: no backend is touched.
+    """
+    from matplotlib.figure import Figure
 
     x = np.arange(len(area)) if times_ms is None else np.asarray(times_ms) / 1000.0
-    fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
+    fig = Figure(figsize=(6, 3), dpi=100, layout="constrained")
+    ax = fig.subplots()
     ax.plot(x, area, "k.-", lw=1)
     marks = _marks(phases)
     for phase, colour in (("ED", "tab:red"), ("ES", "tab:blue")):
@@ -127,11 +126,7 @@ def plot_area(
     ax.set_ylabel(f"LV cavity area ({unit.replace('2', '²')})")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
-    finally:
-        plt.close(fig)
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def write_gif(path: Path, frames: np.ndarray, labels: np.ndarray, frame_ms: float | None) -> Path:
