@@ -28,6 +28,7 @@ from medsam_echo.evaluation.clinical import biplane_ef, ejection_fraction, long_
 from medsam_echo.inference.predictor import EchoPredictor
 
 MIN_BEAT_MS = 400.0  # no beat is shorter (150 bpm)
+MIN_CONTRACTION = 0.3  # a systole shrinks the cavity by at least 30 % of the loop's area range
 BIPLANE = "biplane method of disks (Simpson), 2CH + 4CH"
 AREA_LENGTH = "single-plane area-length (8 A^2 / (3 pi L))"
 TRACK_MARGIN = 0.02  # tracked boxes: the previous mask's box grown by 2 % of the frame's longer side
@@ -285,7 +286,12 @@ def _refine(area: np.ndarray, index: int, pick) -> int:
 
 
 def _beats(area: np.ndarray, starts: list[int]) -> list[tuple[int, int | None]]:
-    """``(ed, es)`` per beat: ES the smallest area after ED and before the next ED (None if at the end)."""
+    """``(ed, es)`` per beat: ES the smallest area after ED and before the next ED.
+
+    ES is ``None`` when the loop ends before the cavity fills again, or when the cavity shrinks by less
+    than ``MIN_CONTRACTION`` of the loop's area range (a wobble, not a systole).
+    """
+    span = float(area.max() - area.min())
     beats = []
     for i, ed in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else len(area)
@@ -295,7 +301,8 @@ def _beats(area: np.ndarray, starts: list[int]) -> list[tuple[int, int | None]]:
             continue
         es = ed + 1 + int(np.argmin(window))
         rises_after = es + 1 < len(area) and area[es + 1 :].max() > area[es]
-        beats.append((ed, es if end < len(area) or rises_after else None))
+        contracts = area[ed] - area[es] >= MIN_CONTRACTION * span > 0
+        beats.append((ed, es if contracts and (end < len(area) or rises_after) else None))
     return beats
 
 

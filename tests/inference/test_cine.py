@@ -164,3 +164,10 @@ def test_a_prompting_session_on_ed_and_es_prompts_the_whole_loop(loops):
     result = segment_loops(session.predictor, cines, prompts)
     assert result["exam"]["method"] == BIPLANE and np.isfinite(result["exam"]["ef"])
     assert result["loops"]["4CH"]["labels"].shape == loops["4CH"].labels.shape
+
+
+def test_a_wobble_at_the_end_of_the_loop_is_not_a_beat():
+    area = np.array([6, 7, 10, 8, 6, 3, 4, 6, 8, 6.5, 6, 6.2])
+    phases = find_phases(area, np.arange(12) * 60.0)
+    assert (phases.ed, phases.es) == (2, 5)
+    assert all(es is None for _, es in phases.beats[1:])
