@@ -84,6 +84,9 @@ def _load_trained_weights(model: nn.Module, path: Path) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file: {err}") from err
+    from medsam_echo.models.loader import check_finite
+
+    check_finite(state, path)  # a diverged run's weights predict garbage (whole-image masks, NaN scores)
     params = dict(model.named_parameters())
     expected = {n for n, p in params.items() if p.requires_grad}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)

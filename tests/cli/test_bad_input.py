@@ -168,3 +168,23 @@ def test_evaluate_never_writes_into_a_folder_it_did_not_fill(nifti_root, tmp_pat
     _refused(capsys, [*argv, "--overwrite"], 2, "did not write", protect=[out])
     _refused(capsys, [*argv[:-1], str(tmp_path / "pred_inside"), "--pred", str(tmp_path / "pred_inside" / "p")], 2,
              "could destroy it")
+
+
+def test_a_run_with_nan_weights_is_refused_on_load(camus_root, tmp_path, capsys):
+    """A diverged run's model/ (NaN weights) would predict whole-image masks and write NaN into coco.json."""
+    from safetensors.torch import load_file, save_file
+
+    from medsam_echo.cli.train import main as train_main
+    from tests.training.conftest import reset_accelerate_state
+
+    run = tmp_path / "run"
+    config = str(REPO / "configs" / "quickstart_scratch.yaml")
+    assert train_main(["--config", config, f"output_dir={run}", f"data.root={camus_root}", "data.synthetic_patients=0",
+                       "train.max_steps=1", "train.batch_size=2", "train.eval_batch_size=4"]) == 0
+    reset_accelerate_state()
+    capsys.readouterr()
+    weights = run / "model" / "trained.safetensors"
+    state = load_file(str(weights))
+    state = {k: v.fill_(float("nan")) if "iou_prediction_head" in k else v for k, v in state.items()}
+    save_file(state, str(weights))
+    _refused(capsys, ["convert-checkpoint", str(run), str(tmp_path / "out")], 1, weights, "NaN / Inf weights")
