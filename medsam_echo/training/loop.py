@@ -165,10 +165,10 @@ def _resumed(accelerator, scheduler, checkpoint: Path | None) -> Progress:
     return progress
 
 
-# Keys a resumed run may change: where the run lives, how data is loaded and what is printed, none of
-# which changes a weight.
+# Keys a resumed run may change: where the run lives, how data is loaded, what is printed and a new
+# wall-clock budget, none of which changes a weight.
 RESUME_MAY_CHANGE = ("output_dir", "data.num_workers", "data.cache_dir", "train.embedding_cache_dir",
-                     "train.log_every_steps", "train.tensorboard")
+                     "train.max_minutes", "train.log_every_steps", "train.tensorboard")
 _CACHES = ("preprocess_cache", "embedding_cache")  # folders a run fills while it checks its data
 
 
