@@ -233,8 +233,9 @@ def find_phases(
         r_waves_ms: R-wave times in ms from the first frame, or ``None``.
         heart_rate: beats per minute, bounds the beat length when the file states it.
 
-    The beat used for volumes is the first with both ED and ES; with no complete beat, ED is the largest
-    and ES the smallest area of the loop (``source`` says ``"area curve (no complete beat)"``).
+    The beat used for volumes is the first with both ED and ES. With no complete beat, ED is the first
+    beat start and ES the smallest area after it, or without any beat start the largest and the smallest
+    area of the loop (``source`` then ends in ``"(no complete beat)"``).
     """
     area = np.asarray(area, float)
     source = "area curve"
@@ -247,6 +248,10 @@ def find_phases(
     complete = [(ed, es) for ed, es in beats if es is not None]
     if complete:
         return Phases(complete[0][0], complete[0][1], beats, source)
+    if starts:  # ED known (an R-wave or a peak), no clear systole after it: the smallest cavity after it
+        ed = starts[0]
+        es = ed + 1 + int(np.argmin(area[ed + 1 :])) if ed + 1 < len(area) else int(np.argmin(area))
+        return Phases(ed, es, beats, f"{source} (no complete beat)")
     return Phases(int(np.argmax(area)), int(np.argmin(area)), beats, "area curve (no complete beat)")
 
 

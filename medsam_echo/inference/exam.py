@@ -202,8 +202,8 @@ def analyse_loop(
     phases = None
     if cine.n_frames > 1:
         phases = find_phases(area, cine.frame_times_ms, cine.r_waves_ms, cine.heart_rate)
-        if phases.source == "ECG R-waves":
-            phases.source += f" ({cine.r_wave_source})"
+        if phases.source.startswith("ECG R-waves"):
+            phases.source = phases.source.replace("ECG R-waves", f"ECG R-waves ({cine.r_wave_source})", 1)
     return LoopResult(key, cine, labels, scores, area, unit, phases, seconds)
 
 

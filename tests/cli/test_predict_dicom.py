@@ -77,9 +77,10 @@ def test_tiny_model_on_a_two_view_exam_writes_every_output(tmp_path, exam, tiny_
         source = pydicom.dcmread(exam.paths[view], stop_before_pixels=True)
         seg = read_dicom_seg(out / f"{view}_seg.dcm", source.SOPInstanceUID, FRAMES)
         assert np.array_equal(seg, labels)
-    assert summary["views"]["2CH"]["phase_source"] == "ECG R-waves (R Wave Time Vector)"
-    assert summary["views"]["4CH"]["phase_source"] == "ECG R-waves (ECG waveform, R peaks detected)"
-    assert summary["views"]["4CH"]["ed_frame"] == 3
+    # a random model's cavities need not contract: the beat may be incomplete, its start is the R-wave
+    assert summary["views"]["2CH"]["phase_source"].startswith("ECG R-waves (R Wave Time Vector)")
+    assert summary["views"]["4CH"]["phase_source"].startswith("ECG R-waves (ECG waveform, R peaks detected)")
+    assert summary["views"]["2CH"]["ed_frame"] == summary["views"]["4CH"]["ed_frame"] == 3
     assert sorted(summary["outputs"]) == sorted(p.name for p in out.iterdir())
     argv[argv.index("--out") + 1] = str(exam.paths["2CH"].parent / "pred")  # outputs inside the exam folder
     argv[argv.index("--model") + 1] = "baseline:ellipse"  # (faster)
