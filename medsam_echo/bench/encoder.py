@@ -104,6 +104,42 @@ def _timed(encode: Encode, pixels: torch.Tensor) -> tuple[float, torch.Tensor]:
     return getattr(encode, "last_seconds", seconds), embeddings
 
 
+@torch.no_grad()
+def mask_agreement(model, dataset, structures, encoders: dict[str, Encode], *, batch: int = 4,
+                   limit: dict[str, int] | None = None, log=print) -> dict:
+    """Dice of box-prompted masks from each encoder's embeddings against our fp32 eager encoder's.
+
+    Args:
+        model: our ``SamModel`` (the reference encoder, and the decoder for every variant).
+        dataset: a preprocessed set (items with ``pixel_values (3, S, S)`` and ``labels (S, S)``).
+        structures: the structures prompted with their tight boxes (one mask each per image).
+        encoders: ``name -> encode``.
+        batch: images per encoder call.
+        limit: ``name -> images`` to stop a slow variant early (default: every image).
+
+    Returns:
+        ``{name: {"images", "masks", "dice_mean", "dice_min", "masks_below_0.99"}}``.
+    """
+    from medsam_echo.prompts.boxes import box_from_mask
+    from medsam_echo.prompts.policies import structure_masks
+
+    scores: dict[str, list[float]] = {name: [] for name in encoders}
+    for first in range(0, len(dataset), batch):
+        items = [dataset[i] for i in range(first, min(first + batch, len(dataset)))]
+        pixels = torch.stack([item["pixel_values"] for item in items]).float()
+        boxes = torch.stack([torch.as_tensor(box_from_mask(mask), dtype=torch.float32) for item in items
+                             for mask in structure_masks(item["labels"].numpy(), list(structures))])
+        boxes = boxes.reshape(len(items), len(structures), 4)
+        reference = _masks(model, model.get_image_embeddings(pixels), boxes)
+        for name, encode in encoders.items():
+            if first < (limit or {}).get(name, len(dataset)):
+                scores[name] += _dice(_masks(model, encode(pixels).float(), boxes), reference).tolist()
+        log(f"[bench] agreement: {min(first + batch, len(dataset))} / {len(dataset)} images")
+    return {name: {"images": len(s) // len(structures), "masks": len(s), "dice_mean": sum(s) / len(s),
+                   "dice_min": min(s), "masks_below_0.99": sum(d < 0.99 for d in s)}
+            for name, s in scores.items() if s}
+
+
 def _masks(model, embeddings: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """``(B, n, h, w)`` bool low-res masks of the box prompts."""
     logits, _ = decode_candidates(model, embeddings, {"input_boxes": boxes.float()})

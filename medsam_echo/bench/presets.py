@@ -169,7 +169,27 @@ class LatencyPreset:
         return asdict(self)
 
 
-Preset = BenchPreset | PeerPreset | CachePreset | LatencyPreset
+@dataclass(frozen=True)
+class AgreementPreset:
+    """Masks from the fast encoders against fp32 eager on a real dataset (``--data ROOT``), LiteMedSAM.
+
+    Attributes:
+        split: the split whose images are used (never ``test`` by default: validation is for figures).
+        structures: box-prompted structures, one mask each per image.
+        batch: images per encoder call.
+        bf16_images: images for the slower bf16 variant (0: skip it).
+    """
+
+    split: str = "val"
+    structures: tuple[str, ...] = ("lv_endo", "lv_epi", "la")
+    batch: int = 4
+    bf16_images: int = 40
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Preset = BenchPreset | PeerPreset | CachePreset | LatencyPreset | AgreementPreset
 
 PRESETS: dict[str, Preset] = {
     # Seconds-long smoke run (tests): every code path once, figures meaningless.
@@ -211,6 +231,8 @@ PRESETS: dict[str, Preset] = {
     # The interactive predictor's round trip with ViT-B's decoder (target < 50 ms on a 2-core CPU).
     "predictor-latency": LatencyPreset(),
     "predictor-latency-compile": LatencyPreset(compile=True),
+    # Mask agreement of the inference encoder with fp32 eager on real images: --data ROOT (e.g. camus224).
+    "encoder-agreement": AgreementPreset(),
 }
 
 

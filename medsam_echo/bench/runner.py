@@ -84,6 +84,28 @@ def run_latency_preset(preset, *, name: str = "custom", log=print) -> dict:
     return result
 
 
+def run_agreement_preset(preset, data_root: Path, *, name: str = "custom", log=print) -> dict:
+    """An :class:`~medsam_echo.bench.presets.AgreementPreset` on the dataset at ``data_root``."""
+    from medsam_echo.bench.encoder import mask_agreement
+    from medsam_echo.data.open import open_dataset
+    from medsam_echo.models.fast_encoder import InferenceEncoder
+    from medsam_echo.models.loader import load_sam
+    from medsam_echo.training.data import PreprocessedSet
+
+    loaded = load_sam("litemedsam")
+    model = loaded.model.eval()
+    dataset = PreprocessedSet(open_dataset(data_root, preset.split), loaded.profile)
+    encoders = {"fast+alloc": InferenceEncoder(model.vision_encoder)}
+    if preset.bf16_images:
+        encoders["fast+alloc+bf16"] = InferenceEncoder(model.vision_encoder, precision="bf16")
+    result = result_header(preset, name, 256)
+    result["settings"]["data"] = str(data_root)
+    result["agreement"] = mask_agreement(model, dataset, preset.structures, encoders, batch=preset.batch,
+                                         limit={"fast+alloc+bf16": preset.bf16_images}, log=log)
+    result["hardware"]["loadavg_end"] = list(os.getloadavg())
+    return result
+
+
 def result_header(preset, name: str, image_size: int) -> dict:
     return {"preset": name, "date": measure.utc_now(), "hardware": measure.hardware(),
             "versions": measure.versions(), "settings": {**preset.to_dict(), "image_size": image_size}}

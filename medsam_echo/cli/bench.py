@@ -18,7 +18,15 @@ from pathlib import Path
 import torch
 
 from medsam_echo.atomic import atomic_write_text
-from medsam_echo.bench.presets import PRESETS, BenchPreset, CachePreset, LatencyPreset, PeerPreset, get_preset
+from medsam_echo.bench.presets import (
+    PRESETS,
+    AgreementPreset,
+    BenchPreset,
+    CachePreset,
+    LatencyPreset,
+    PeerPreset,
+    get_preset,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write the JSON result")
     parser.add_argument("--summarize", type=Path, metavar="RESULT.json", help="print a result as Markdown tables")
     parser.add_argument("--work-dir", type=Path, help="scratch folder to keep (default: a temporary one)")
+    parser.add_argument("--data", type=Path, help="dataset root for encoder-agreement (any layout the toolkit opens)")
     parser.add_argument("--model", help="measure this model instead of the preset's: an architecture name "
                         "(random weights) or shipped weights such as litemedsam")
     parser.add_argument("--methods", nargs="+", help="measure only these methods (default: the preset's)")
@@ -42,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.preset or not args.out:
         parser.error("--preset and --out are required (or --summarize RESULT.json)")
     if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads {args.threads}: must be at least 1")
         torch.set_num_threads(args.threads)
     try:
         preset = _customised(get_preset(args.preset), args)
@@ -56,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="medsam-bench-") as scratch:
         work_dir = args.work_dir or Path(scratch)
         work_dir.mkdir(parents=True, exist_ok=True)
-        result = _run(preset, work_dir, args.preset, log)
+        result = _run(preset, work_dir, args.preset, log, args.data)
     write_json(args.out, result)
     print(f"{_headline(result)}; wrote {args.out}")
     return 0
@@ -67,6 +78,8 @@ def _customised(preset, args):
     from medsam_echo.bench.runner import _narrowed
     from medsam_echo.models.registry import input_size
 
+    if isinstance(preset, AgreementPreset) != bool(args.data):
+        raise ValueError("--data ROOT is required by encoder-agreement and used by it only")
     if not isinstance(preset, BenchPreset):
         if args.model or args.methods or args.batch_sizes:
             raise ValueError(f"preset {args.preset!r} measures a fixed configuration; --model, --methods and "
@@ -84,8 +97,12 @@ def _customised(preset, args):
     return preset
 
 
-def _run(preset, work_dir: Path, name: str, log) -> dict:
+def _run(preset, work_dir: Path, name: str, log, data: Path | None = None) -> dict:
     """The runner of the preset's kind."""
+    if isinstance(preset, AgreementPreset):
+        from medsam_echo.bench.runner import run_agreement_preset
+
+        return run_agreement_preset(preset, data, name=name, log=log)
     if isinstance(preset, PeerPreset):
         from medsam_echo.bench.versus_peer import run_peer_preset
 
@@ -114,6 +131,9 @@ def _headline(result: dict) -> str:
                 f"({result['speedup_vs_baseline']:.2f}x); embedding cache {result['cache_speedup']:.1f}x")
     if "cache_speedup" in result:
         return f"embedding cache {result['cache_speedup']:.1f}x"
+    if "agreement" in result:
+        return "; ".join(f"{k}: mask Dice mean {v['dice_mean']:.5f}, min {v['dice_min']:.5f} over {v['masks']} masks"
+                         for k, v in result["agreement"].items())
     return "; ".join(f"{c['variant']} {c['masks_per_box']} mask(s): {c['wall_ms_median']:.1f} ms"
                      for c in result["cases"])
 

@@ -22,6 +22,7 @@ from medsam_echo.data.io import (
     DataError,
     image_suffix,
     read_image,
+    read_text,
     write_image,
 )
 from medsam_echo.data.sample import STRUCTURES
@@ -63,8 +64,8 @@ def output_stem(path: Path) -> str:
 def load_prompt_file(path: Path) -> dict[str, list[dict]]:
     """Read and check ``PROMPTS.json`` (module docstring); errors name the file, the image and the entry."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        data = json.loads(read_text(path, "prompts file"))
+    except json.JSONDecodeError as err:
         raise DataError(f"{path}: cannot read the prompts file ({err})") from err
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected an object mapping file names to lists of prompts")
@@ -126,7 +127,10 @@ def predict_files(
     writer = CocoWriter()
     for path in files:
         image, spacing = read_image(path)
-        predictor.set_image(image, spacing)
+        try:
+            predictor.set_image(image, spacing)
+        except ValueError as err:  # an image the model cannot take (too small, wrong shape)
+            raise DataError(f"{path}: {err}") from None
         if spec is None:
             seg = predictor.segment(view=view or view_from_name(path.name))
             label = seg.label_map

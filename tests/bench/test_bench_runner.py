@@ -120,3 +120,10 @@ def test_a_preset_can_be_narrowed_to_some_methods_and_batch_sizes(capsys, tmp_pa
     assert _narrowed(get_preset("gpu-vitb"), None, [4]).headline == ("medsam_full", 4)
     assert main(["--preset", "cpu-tiny", "--methods", "full_ft", "--out", str(tmp_path / "x.json")]) == 2
     assert "--methods: unknown ['full_ft']" in capsys.readouterr().err
+
+
+def test_threads_below_one_are_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--preset", "micro", "--threads", "0", "--out", str(tmp_path / "x.json")])
+    assert exit_.value.code == 2 and "--threads 0" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

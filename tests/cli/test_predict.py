@@ -205,3 +205,27 @@ def test_auto_prompts_without_a_prior_say_how_to_make_one(tmp_path, coco_gt, cap
     argv = ["predict", "--model", "baseline:ellipse", "--input", str(coco_gt.parent / "images"), "--prompts"]
     assert cli([*argv, "auto", "--out", str(tmp_path / "out")]) == 1
     assert "medsam-echo fit-view-prior" in capsys.readouterr().err
+
+
+def test_file_mode_prompts_not_utf8_name_the_file(tmp_path, camus_root, coco_gt, capsys):
+    prompts = tmp_path / "prompts.json"
+    text = json.dumps(_tight_box_prompts(camus_root), ensure_ascii=False).replace("}", ', "note": "r\u00e9sum\u00e9"}', 1)
+    prompts.write_bytes(text.encode("latin-1"))
+    assert cli(_ellipse_file_mode(coco_gt, prompts, tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert "not UTF-8" in err and str(prompts) in err and "Traceback" not in err
+
+
+def test_file_mode_a_one_pixel_image_is_named(tmp_path, tiny_dir, capsys):
+    from PIL import Image
+
+    image = tmp_path / "in" / "dot_4CH_ED.png"
+    image.parent.mkdir()
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(image)
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({image.name: [{"structure": "lv_endo", "box": [0, 0, 0, 0]}]}))
+    argv = ["predict", "--model", str(tiny_dir), "--input", str(image.parent), "--prompts", str(prompts),
+            "--out", str(tmp_path / "out")]
+    assert cli(argv) == 1
+    err = capsys.readouterr().err
+    assert str(image) in err and "Traceback" not in err
