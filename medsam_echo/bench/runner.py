@@ -113,7 +113,8 @@ def result_header(preset, name: str, image_size: int) -> dict:
 
 def _variant_config(preset: BenchPreset, variant: str, common: dict):
     precision = {"baseline": "no", "ours_fp32": "no", "ours_bf16": "bf16"}.get(variant, preset.mixed_precision)
-    return engine_config(**common, mixed_precision=precision, gradient_checkpointing=variant == "ours_grad_ckpt",
+    run = Path(common["output_dir"]) / f"{common['method']}_b{common['batch_size']}_{variant}"
+    return engine_config(**dict(common, output_dir=run), mixed_precision=precision, gradient_checkpointing=variant == "ours_grad_ckpt",
                          compile_encoder=variant == "ours_compile", num_workers=preset.num_workers)
 
 
@@ -185,8 +186,9 @@ def measure_cache(preset: BenchPreset, common: dict) -> dict:
     """Epoch time of a frozen-encoder run recomputing the encoder vs reading the embedding cache."""
     shared = dict(common, method="decoder_only", batch_size=preset.cache_batch, mixed_precision=preset.mixed_precision,
                   max_train_samples=preset.cache_images, num_workers=preset.num_workers)
-    recompute = EngineLoop(engine_config(**shared, embedding_cache=False))
-    cached = EngineLoop(engine_config(**shared, embedding_cache=True))
+    root = Path(shared.pop("output_dir"))
+    recompute = EngineLoop(engine_config(**shared, output_dir=root / "cache_recompute", embedding_cache=False))
+    cached = EngineLoop(engine_config(**shared, output_dir=root / "cache_cached", embedding_cache=True))
     if not isinstance(cached.train_set, EmbeddedSet):
         raise RuntimeError("the engine did not switch to the embedding cache for decoder_only")
     recompute.epoch_seconds(), cached.epoch_seconds()  # warm-up epochs

@@ -27,6 +27,7 @@ from medsam_echo.training.data import EpochShuffle
 from medsam_echo.training.datasets import build_datasets
 from medsam_echo.training.loop import make_optimizer, maybe_embedding_cache, train_loader, train_step
 from medsam_echo.training.model import PromptedSam, build_training_model
+from medsam_echo.training.run_folder import RunFolder
 
 MEDSAM_SHIFT_AT_1024 = 20  # px: MedSAM's largest outward box shift at its 1024 px input
 
@@ -69,11 +70,17 @@ def fresh_accelerate_state() -> None:
 
 
 class EngineLoop:
-    """Our engine on ``cfg``, ready to step; ``cache_fill_s`` is the time spent filling the embedding cache."""
+    """Our engine on ``cfg``, ready to step; ``cache_fill_s`` is the time spent filling the embedding cache.
+
+    ``cfg.output_dir`` becomes the loop's run folder (its ``config.yaml``); give every loop its own.
+    """
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         fresh_accelerate_state()
         self.cfg = cfg
+        # Each timed loop is a run folder holding the config it ran (kept with --work-dir: the exact
+        # configuration behind a figure, which `medsam-echo train --config` runs again).
+        RunFolder(Path(cfg.output_dir)).write_config(cfg)
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.train.mixed_precision)
         set_seed(cfg.train.seed)
         built = build_training_model(

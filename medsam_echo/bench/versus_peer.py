@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from pathlib import Path
 
 import torch
 
@@ -140,7 +141,8 @@ def _interleaved(loops: dict, rounds: int, records: dict, log) -> dict[str, list
 
 
 def _ours(preset: PeerPreset, common: dict, structures, precision: str) -> EngineLoop:
-    cfg = engine_config(**common, method="medsam_full", batch_size=preset.batch_size, mixed_precision=precision,
+    run = Path(common["output_dir"]) / f"medsam_full_{len(structures)}structures_{precision}"
+    cfg = engine_config(**dict(common, output_dir=run), method="medsam_full", batch_size=preset.batch_size, mixed_precision=precision,
                         max_train_samples=preset.images, structures=tuple(structures))
     return EngineLoop(cfg)
 

@@ -32,6 +32,15 @@ def test_micro_preset_writes_every_documented_figure(tmp_path):
     assert cache["images_per_epoch"] == 4 and cache["epoch_s_cached"] > 0
     assert cache["speedup"] == pytest.approx(cache["epoch_s_recompute"] / cache["epoch_s_cached"])
     assert result["inference"]["ours"]["encoder_ms"] > 0 and result["inference"]["baseline"]["attention"] == "eager"
+    # Every timed engine loop is a run folder holding the config it ran, read back through the run folder.
+    from medsam_echo.training.run_folder import RunFolder
+
+    folders = {path.parent.name: RunFolder(path.parent).config()
+               for path in (tmp_path / "w" / "engine").glob("*/config.yaml")}
+    ours = folders["medsam_full_b2_ours"]
+    assert ours.method.name == "medsam_full" and ours.train.batch_size == 2
+    assert folders["cache_cached"].train.embedding_cache is True
+    assert folders["cache_recompute"].train.embedding_cache is False
 
 
 def test_a_tinyvit_model_runs_through_the_same_bench(tmp_path):
