@@ -157,8 +157,8 @@ class PeerProcess:
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         """The package's image encoder on ``pixels (B, 3, 256, 256)``; ``last_seconds`` is its own time."""
-        embeddings, self.last_seconds = self._ask("encode", pixels)
-        return embeddings
+        embeddings, self.last_seconds = self._ask("encode", pixels.cpu())  # CPU tensors cross the pipe
+        return embeddings.to(pixels.device)
 
     def close(self) -> None:
         if self._process.is_alive():
@@ -168,7 +168,7 @@ class PeerProcess:
 
 def _worker(conn, data_dir: str | None, batch_size: int, threads: int, device: str) -> None:
     """The spawned peer: answers ``ready``, ``epoch``, ``memory``, ``encode`` and ``stop``."""
-    from medsam_echo.bench.measure import resident_bytes, step_memory
+    from medsam_echo.bench.measure import MIB, resident_bytes, step_memory
 
     torch.set_num_threads(threads)
     loop = PeerLoop(Path(data_dir), batch_size=batch_size, device=device) if data_dir else None
@@ -184,7 +184,7 @@ def _worker(conn, data_dir: str | None, batch_size: int, threads: int, device: s
                 reply = loop.epoch_seconds()
             elif command == "memory":
                 memory = step_memory(loop.epoch_seconds)
-                reply = {**memory, "peak_mem_mb": resident_bytes(loop.model, loop.optimizer) / 2**20
+                reply = {**memory, "peak_mem_mb": resident_bytes(loop.model, loop.optimizer) / MIB
                          + memory["step_peak_mb"], "memory_kind": "cuda_allocated" if device == "cuda" else "cpu_rss"}
             elif command == "encode":
                 with torch.no_grad():

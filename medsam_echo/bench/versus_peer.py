@@ -99,19 +99,23 @@ def measure_training(preset: PeerPreset, common: dict, work_dir, log=print) -> t
 
 
 def measure_encoders(preset: PeerPreset, samples: list[dict], log=print) -> dict:
-    """:func:`~medsam_echo.bench.encoder.compare_encoders` on the training images, with the peer's module."""
+    """:func:`~medsam_echo.bench.encoder.compare_encoders` on the training images, with the peer's module.
+
+    Every variant runs on the same device (the GPU when there is one), the peer's too.
+    """
     from medsam_echo.models.loader import load_sam
 
-    model = load_sam(preset.architecture).model.eval()
-    pixels = torch.stack([s["pixel_values"] for s in samples]).float()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_sam(preset.architecture, device=device).model.eval()
+    pixels = torch.stack([s["pixel_values"] for s in samples]).float().to(device)
     boxes = torch.stack([
         torch.as_tensor(box_from_mask(m), dtype=torch.float32)
         for s in samples for m in structure_masks(s["labels"].numpy(), list(preset.structures))
-    ]).reshape(len(samples), len(preset.structures), 4)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ]).reshape(len(samples), len(preset.structures), 4).to(device)
+    log(f"[bench]   {len(samples)} images on {device}; the peer's module also in a fresh process")
     peer = PeerProcess(None, device=device)
     try:
-        variants = encoder_variants(model, peer=peer, peer_module=peer_model("cpu").image_encoder,
+        variants = encoder_variants(model, peer=peer, peer_module=peer_model(device).image_encoder,
                                     compile=preset.compile)
         return compare_encoders(model, pixels, boxes, variants, rounds=preset.encoder_rounds)
     finally:
