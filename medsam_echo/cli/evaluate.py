@@ -8,7 +8,7 @@ from pathlib import Path
 
 from medsam_echo.atomic import OutputExistsError, check_output
 from medsam_echo.data.io import DataError
-from medsam_echo.evaluation.evaluate import EvaluationError, evaluate
+from medsam_echo.evaluation.evaluate import EvaluationError, evaluate, read_prediction_notes
 from medsam_echo.evaluation.metrics import METRICS
 
 
@@ -38,7 +38,8 @@ def main(argv: list[str]) -> int:
         if len(dataset) == 0:
             raise EvaluationError(f"{args.data}: split {args.split!r} has no cases")
         result = evaluate(dataset, args.pred, allow_missing=args.allow_missing)
-        summary = write_outputs(result, args.out, split=args.split)
+        protocol, confidence = read_prediction_notes(args.pred)
+        summary = write_outputs(result, args.out, split=args.split, protocol=protocol, confidence=confidence)
     except (DataError, EvaluationError) as err:
         print(f"medsam-echo evaluate: error: {err}", file=sys.stderr)
         return 1

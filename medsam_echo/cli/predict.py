@@ -1,5 +1,9 @@
 """``medsam-echo predict``: run a model (or the ellipse baseline) on a CAMUS split or on image files.
 
+The automatic mode (``--prompt auto`` / ``--prompts auto``) needs nothing but the images: it starts from
+the run's learned prompts (``auto.mode: tokens`` in training) or its view prior (``--auto-method``), and
+writes ``confidence.csv`` beside the label maps; ``--review-below X`` lists the cases to check.
+
 Dataset mode (predictions for ``medsam-echo evaluate``)::
 
     medsam-echo predict --model RUN --data ROOT --split test --prompt box|points|auto --out PRED_DIR
@@ -74,6 +78,17 @@ def _parser() -> argparse.ArgumentParser:
     add("--views", metavar="2CH=FILE,4CH=FILE", help="DICOM mode: which loop is which view (default: series)")
     add("--batch-size", type=int, default=8, help="DICOM mode: frames per image-encoder call (default 8)")
     add("--view-prior", type=Path, help="view_prior.json for auto prompts (default: saved with the run)")
+    add(
+        "--auto-method",
+        choices=("tokens", "view-prior"),
+        help="automatic mode's start: the run's learned prompts (default when it has them) or the view prior",
+    )
+    add(
+        "--review-below",
+        type=float,
+        metavar="X",
+        help="automatic mode: list (and write review.csv) the cases whose confidence is below X (0..1)",
+    )
     add("--structures", nargs="+", choices=sorted(STRUCTURES), help="default: the run's training structures")
     add("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     return parser
@@ -100,6 +115,11 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    automatic = args.prompt == "auto" if args.data is not None else args.prompts == "auto"
+    if not automatic and (args.review_below is not None or args.auto_method is not None):
+        print("medsam-echo predict: error: --review-below and --auto-method go with the automatic mode "
+              "(--prompt auto, or --prompts auto with --input)", file=sys.stderr)
+        return 2
     try:
         predictor = EchoPredictor.from_source(
             args.model,
@@ -117,6 +137,8 @@ def main(argv: list[str]) -> int:
                 jitter_px=args.jitter_px,
                 n_pos=args.n_pos,
                 n_neg=args.n_neg,
+                auto_method=args.auto_method,
+                review_below=args.review_below,
             )
             print(f"wrote {n} label maps to {args.out}")
         elif _is_dicom_input(args.input):
@@ -126,7 +148,8 @@ def main(argv: list[str]) -> int:
                                 batch_size=args.batch_size)  # fmt: skip
             print(f"wrote label maps, area curves, overlays, DICOM SEG and {path}")
         else:
-            path = predict_files(predictor, args.input, args.prompts, args.out, args.view)
+            path = predict_files(predictor, args.input, args.prompts, args.out, args.view,
+                                 auto_method=args.auto_method, review_below=args.review_below)
             print(f"wrote label maps, overlays and {path}")
     except (DataError, ValueError, KeyError, RuntimeError, FileNotFoundError, ImportError) as err:
         print(f"medsam-echo predict: error: {err}", file=sys.stderr)

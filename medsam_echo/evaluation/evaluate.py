@@ -9,12 +9,17 @@ A case of the split without a prediction file is an error listing the missing ca
 ``--allow-missing``: then those cases are left out of every metric, patients lacking one of their four
 cases are left out of the clinical indices, and both are listed in ``summary.json`` and ``report.md``.
 
+Beside the label maps ``predict`` leaves ``predict.json`` (how they were made: model, prompts) and, in the
+automatic mode, ``confidence.csv``; both are read when present: the summary then says how the predictions
+were made, and how well the confidence ranks the real Dice (``evaluation/confidence.py``).
+
 Outputs in ``--out``: ``metrics.csv``, ``plausibility.csv``, ``clinical.csv``, ``summary.json``,
 ``report.md`` and the plots ``{ef,edv,esv}_{bland_altman,scatter}.png``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +33,7 @@ from medsam_echo.evaluation.metrics import METRICS, case_metrics
 from medsam_echo.evaluation.plausibility import check_plausibility
 
 PRED_SUFFIXES = (".nii.gz", ".png")
+PROTOCOL_FILE = "predict.json"  # predict's dataset mode: how the predictions were made
 _VALID = np.array(sorted(LABELS.values()))
 
 
@@ -44,6 +50,27 @@ class Evaluation:
     clinical: list[dict] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     incomplete_patients: list[str] = field(default_factory=list)
+
+
+def read_prediction_notes(pred_dir: str | Path) -> tuple[dict | None, dict[tuple[str, str], float] | None]:
+    """What ``predict`` wrote beside its label maps: ``predict.json`` (how they were made) and the automatic
+    mode's ``confidence.csv``; ``None`` for each that is absent.
+
+    Raises:
+        EvaluationError: a file is there but unreadable (the message names it).
+    """
+    from medsam_echo.evaluation.confidence import CONFIDENCE_FILE, read_confidence
+
+    pred_dir = Path(pred_dir)
+    protocol = confidence = None
+    try:
+        if (pred_dir / PROTOCOL_FILE).is_file():
+            protocol = json.loads((pred_dir / PROTOCOL_FILE).read_text())
+        if (pred_dir / CONFIDENCE_FILE).is_file():
+            confidence = read_confidence(pred_dir / CONFIDENCE_FILE)
+    except (OSError, ValueError) as err:
+        raise EvaluationError(f"{pred_dir}: {err}") from err
+    return protocol, confidence
 
 
 def find_predictions(pred_dir: str | Path, cases: Sequence[str]) -> tuple[dict[str, Path], list[str]]:

@@ -6,7 +6,9 @@
      "structures": {name: {"dice", "hd_mm", "hd95_mm", "mad_mm", "<metric>_std", "n", "n_nan"}},
      "phases": {"ED" | "ES": {name: {... as above}}},
      "ef" | "edv_ml" | "esv_ml": {"n", "n_missing", "corr", "bias", "std", "loa_low", "loa_high", "mae"},
-     "plausibility": {check: count, "any": count, "n": predictions checked}}
+     "plausibility": {check: count, "any": count, "n": predictions checked},
+     "prediction": predict.json of the predictions (when there is one),
+     "confidence": evaluation.confidence.confidence_ranking (automatic predictions with confidence.csv)}
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from medsam_echo.data.sample import STRUCTURES
 from medsam_echo.evaluation.clinical import agreement
+from medsam_echo.evaluation.confidence import confidence_ranking, render_ranking
 from medsam_echo.evaluation.evaluate import Evaluation
 from medsam_echo.evaluation.metrics import summarize
 from medsam_echo.evaluation.plausibility import CHECKS, count_implausible
@@ -53,14 +56,26 @@ def summarize_evaluation(result: Evaluation, *, split: str = "") -> dict:
     return summary
 
 
-def write_outputs(result: Evaluation, out_dir: str | Path, *, split: str = "") -> dict:
-    """Write every output file of ``medsam-echo evaluate`` into ``out_dir``; returns the summary."""
+def write_outputs(result: Evaluation, out_dir: str | Path, *, split: str = "", protocol: dict | None = None,
+                  confidence: dict[tuple[str, str], float] | None = None) -> dict:
+    """Write every output file of ``medsam-echo evaluate`` into ``out_dir``; returns the summary.
+
+    Args:
+        protocol: the predictions' ``predict.json`` (how they were made), kept as ``summary["prediction"]``.
+        confidence: ``{(case, structure): confidence}`` of automatic predictions; ranked against the Dice
+            as ``summary["confidence"]`` (:func:`~medsam_echo.evaluation.confidence.confidence_ranking`).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "metrics.csv", result.metrics)
     _write_csv(out / "plausibility.csv", result.plausibility)
     _write_csv(out / "clinical.csv", result.clinical)
-    summary = _nan_to_none(summarize_evaluation(result, split=split))
+    summary = summarize_evaluation(result, split=split)
+    if protocol is not None:
+        summary["prediction"] = protocol
+    if confidence is not None:
+        summary["confidence"] = confidence_ranking(result.metrics, confidence)
+    summary = _nan_to_none(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plots = []
     for key, (quantity, unit) in CLINICAL.items():
@@ -101,6 +116,10 @@ def render_report(summary: dict, plots: list[str]) -> str:
     """Markdown report: CAMUS-style tables per structure and phase, clinical agreement, plausibility."""
     lines = [f"# Evaluation ({summary['split'] or 'all'} split)", ""]
     lines.append(f"{summary['n_cases']} cases of {summary['n_patients']} patients; mean ± SD over cases.")
+    protocol = summary.get("prediction")
+    if protocol:
+        how = protocol.get("prompt", "?") + (f" ({protocol['auto_method']})" if protocol.get("auto_method") else "")
+        lines.append(f"Predictions: {protocol.get('model', '?')}, prompts {how}.")
     if summary["missing"]:
         missing = summary["missing"]
         lines.append(f"Missing predictions, left out ({len(missing)}): {', '.join(missing)}.")
@@ -136,5 +155,7 @@ def render_report(summary: dict, plots: list[str]) -> str:
     lines += ["", f"## Anatomical plausibility ({plaus['n']} predictions)", ""]
     lines += ["| check | implausible |", "|---|---|"]
     lines += [f"| {name.replace('_', ' ')} | {plaus[name]} |" for name in (*CHECKS, "any")]
+    if summary.get("confidence"):
+        lines += ["", *render_ranking(summary["confidence"])]
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     return "\n".join(lines) + "\n"

@@ -3,8 +3,9 @@
 Writes ``OUT/<case>.nii.gz`` label maps (CAMUS values, the ground truth's grid and spacing) and
 ``predict.json`` (model, split, prompt protocol). Prompts are made from the ground truth with
 ``prompts.eval_prompts.evaluation_prompts``, seeded per case and protocol, so every model sees the same
-prompts. ``auto`` uses no ground truth; when the model has no view prior it is fitted on the ``train``
-split of the dataset (never the evaluated split).
+prompts. ``auto`` uses no ground truth (``EchoPredictor.segment``: learned prompts when the model has
+them, else a view prior, fitted on the ``train`` split of the dataset when the model has none, never on
+the evaluated split) and writes the per-structure confidence beside the label maps.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 
 from medsam_echo.atomic import atomic_write_text
 from medsam_echo.data.io import DataError, write_image
+from medsam_echo.evaluation.evaluate import PROTOCOL_FILE
 from medsam_echo.inference.predictor import EchoPredictor
-
-PROTOCOL_FILE = "predict.json"  # dataset mode: how the predictions were made
+from medsam_echo.inference.review import confidence_rows, print_review, write_confidence
 
 
 def predict_dataset(
@@ -29,8 +30,15 @@ def predict_dataset(
     jitter_px: float = 0.0,
     n_pos: int = 1,
     n_neg: int = 0,
+    auto_method: str | None = None,
+    review_below: float | None = None,
 ) -> int:
-    """Write ``out/<case>.nii.gz`` for every case of ``split``; returns the number of cases."""
+    """Write ``out/<case>.nii.gz`` for every case of ``split``; returns the number of cases.
+
+    With ``prompt="auto"`` also ``out/confidence.csv`` and, with ``review_below``, ``out/review.csv``
+    (:mod:`medsam_echo.inference.review`); ``auto_method``: ``tokens`` / ``view-prior`` (default: the
+    model's, :attr:`EchoPredictor.automatic_method`).
+    """
     from medsam_echo.data.open import open_dataset
     from medsam_echo.prompts.eval_prompts import evaluation_prompts
     from medsam_echo.prompts.policies import PromptPolicyConfig
@@ -38,7 +46,8 @@ def predict_dataset(
     dataset = open_dataset(root, split)
     if len(dataset) == 0:
         raise DataError(f"{root}: split {split!r} has no cases")
-    if prompt == "auto" and predictor.view_prior is None:
+    auto_method = auto_method or predictor.automatic_method
+    if prompt == "auto" and auto_method == "view-prior" and predictor.view_prior is None:
         from medsam_echo.inference.sources import fit_prior
 
         print(f"predict: no view prior with the model; fitting one on the train split of {root}")
@@ -48,10 +57,13 @@ def predict_dataset(
     )
     salt = f"predict/{prompt}/{jitter_px}/{n_pos}+{n_neg}"
     out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
     for sample in dataset:
         predictor.set_image(sample.image, sample.spacing)
         if prompt == "auto":
-            label = predictor.segment(view=sample.view or None).label_map
+            segmentation = predictor.segment(view=sample.view or None, method=auto_method)
+            label = segmentation.label_map
+            rows += confidence_rows(sample.case_id, segmentation)
         else:
             if sample.label is None:
                 raise DataError(
@@ -62,9 +74,12 @@ def predict_dataset(
             )
             label = predictor.predict(p.boxes, p.points, p.labels, p.structures).label_map()
         write_image(out / f"{sample.case_id}.nii.gz", label, spacing=sample.spacing)
+    if prompt == "auto":
+        print_review(write_confidence(out, rows, review_below), len(dataset), review_below)
     protocol = {"model": predictor.source, "data": str(root), "split": split, "prompt": prompt,
                 "jitter_px": jitter_px, "n_pos": n_pos, "n_neg": n_neg, "salt": salt,
-                "structures": list(predictor.structures), "cases": len(dataset)}  # fmt: skip
+                "structures": list(predictor.structures), "cases": len(dataset),
+                "auto_method": auto_method if prompt == "auto" else None}  # fmt: skip
     atomic_write_text(out / PROTOCOL_FILE, json.dumps(protocol, indent=2) + "\n")
     return len(dataset)
 

@@ -22,6 +22,7 @@ import torch
 from medsam_echo.data.transforms import Geometry
 from medsam_echo.models.profile import PreprocessProfile
 from medsam_echo.prompts.decode import SamForward
+from medsam_echo.prompts.learned import LearnedPrompts, decode_learned
 from medsam_echo.prompts.prompt_set import Prompts
 
 
@@ -73,6 +74,7 @@ class SamEngine:
         compile_decoder: ``torch.compile`` the mask decoder (dynamic shapes, in place). The first
             prompt pays a one-off compilation (about 20 s on a 2-core CPU; again for each new number
             of structures decoded together).
+        learned: the automatic mode's learned prompts saved with the model (:meth:`decode_learned`).
 
     Round trip with a ViT-B decoder on a 2-core CPU with AMX (``benchmarks/predictor_latency.py``):
     median 58 ms fp32, 43 ms bf16, 33 ms fp32 compiled, 21 ms bf16 compiled.
@@ -87,6 +89,7 @@ class SamEngine:
         *,
         decoder_precision: str = "fp32",
         compile_decoder: bool = False,
+        learned: LearnedPrompts | None = None,
     ) -> None:
         if decoder_precision not in DECODER_PRECISIONS:
             raise ValueError(
@@ -96,6 +99,7 @@ class SamEngine:
         self.model, self.profile = self.forward.model, profile
         self.device, self.dtype = self.forward.device, self.forward.dtype
         self.autocast = DECODER_PRECISIONS[decoder_precision]
+        self.learned = None if learned is None else learned.to(self.device, self.dtype).eval()
         if compile_decoder:
             self.model.mask_decoder.compile(dynamic=True)
 
@@ -149,6 +153,26 @@ class SamEngine:
             low_res, iou = self.forward.decode(
                 encoded.embeddings, encoded.geometry, prompts, input_masks=masks, multimask=multimask
             )
+        return self._decoded(encoded, low_res, iou)
+
+    @torch.inference_mode()
+    def decode_learned(self, encoded: Encoded, structures: Sequence[str]) -> Decoded:
+        """Masks of ``structures`` from the learned prompts alone (no prompt), ``m`` = 1 candidate each.
+
+        Raises:
+            RuntimeError: the model was trained without learned prompts (``auto.mode: tokens``).
+        """
+        if self.learned is None:
+            raise RuntimeError("this model has no learned prompts: train it with auto.mode=tokens")
+        with torch.autocast(
+            self.device.type, dtype=self.autocast or torch.float32, enabled=bool(self.autocast)
+        ):
+            low_res, iou = decode_learned(self.model, self.learned, encoded.embeddings, structures)
+        return self._decoded(encoded, low_res[0], iou[0])
+
+    @staticmethod
+    def _decoded(encoded: Encoded, low_res: torch.Tensor, iou: torch.Tensor) -> Decoded:
+        """``(n, m, h, w)`` low-res logits and ``(n, m)`` IoU -> :class:`Decoded` on the original grid."""
         low_res = low_res.float()
         logits = encoded.geometry.to_original(low_res)
         return Decoded(low_res, logits.cpu().numpy(), iou.float().cpu().numpy())

@@ -5,7 +5,8 @@ and / or ``{"points": [[x, y], ...], "labels": [1, 0, ...]}`` entries (px of tha
 boxes); each structure is decoded on its own, then all are combined into one label map. ``auto``
 instead uses the predictor's automatic mode, with the view read from the file name when it says
 ``2CH`` / ``4CH``. Outputs per input: ``<stem>.png`` (``<stem>.nii.gz`` for NIfTI / MetaImage
-inputs, with the spacing) and ``<stem>_overlay.png``; and ``coco.json`` for all of them.
+inputs, with the spacing) and ``<stem>_overlay.png``; and ``coco.json`` for all of them (its ``score``:
+the predicted IoU of a prompted structure, the confidence of an automatic one, also in ``confidence.csv``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from medsam_echo.data.io import (
 from medsam_echo.data.sample import STRUCTURES
 from medsam_echo.inference.export import CocoWriter, overlay
 from medsam_echo.inference.predictor import EchoPredictor
+from medsam_echo.inference.review import confidence_rows, label_scores, print_review, write_confidence
 from medsam_echo.prompts.decode import combine_structures
 
 _ENTRY_KEYS = {"structure", "box", "points", "labels"}
@@ -114,9 +116,20 @@ def view_from_name(name: str) -> str | None:
 
 
 def predict_files(
-    predictor: EchoPredictor, inputs: list[Path], prompts: str, out: Path, view: str | None = None
+    predictor: EchoPredictor,
+    inputs: list[Path],
+    prompts: str,
+    out: Path,
+    view: str | None = None,
+    *,
+    auto_method: str | None = None,
+    review_below: float | None = None,
 ) -> Path:
-    """File mode (module docstring); returns the path of ``coco.json``."""
+    """File mode (module docstring); returns the path of ``coco.json``.
+
+    With ``prompts="auto"`` the COCO ``score`` of each label is its confidence, also written to
+    ``out/confidence.csv`` (and ``out/review.csv`` with ``review_below``; :mod:`~medsam_echo.inference.review`).
+    """
     files = collect_inputs(inputs)
     spec = None if prompts == "auto" else load_prompt_file(Path(prompts))
     if spec is not None:
@@ -125,6 +138,7 @@ def predict_files(
             raise DataError(f"{prompts}: prompts for files that are not among the inputs: {unknown}")
     out.mkdir(parents=True, exist_ok=True)
     writer = CocoWriter()
+    rows: list[dict] = []
     for path in files:
         image, spacing = read_image(path)
         try:
@@ -132,9 +146,11 @@ def predict_files(
         except ValueError as err:  # an image the model cannot take (too small, wrong shape)
             raise DataError(f"{path}: {err}") from None
         if spec is None:
-            seg = predictor.segment(view=view or view_from_name(path.name))
+            seg = predictor.segment(view=view or view_from_name(path.name), method=auto_method)
             label = seg.label_map
-            scores = dict(zip(seg.prediction.structures, seg.prediction.scores.tolist(), strict=True))
+            case_rows = confidence_rows(path.name, seg)
+            rows += case_rows
+            scores = label_scores(case_rows)
         elif path.name not in spec:
             raise DataError(f"{prompts}: no prompts for input {path.name!r}")
         else:
@@ -144,4 +160,6 @@ def predict_files(
         write_image(out / f"{stem}{suffix}", label, spacing=spacing)
         write_image(out / f"{stem}_overlay.png", overlay(image, label))
         writer.add(path.name, label, scores)
+    if spec is None:
+        print_review(write_confidence(out, rows, review_below), len(files), review_below)
     return writer.write(out / "coco.json")

@@ -5,7 +5,8 @@
     out = predictor.predict(boxes=[x0, y0, x1, y1], structure="lv_endo")
     out.masks[0]                                                  # (H, W) bool on the original grid
     out = predictor.refine(points=[[x, y]], point_labels=[0])     # a negative click, previous logits fed back
-    auto = predictor.segment(view="4CH")                          # no prompt at all: a CAMUS label map
+    auto = predictor.segment()                                    # no prompt at all: a CAMUS label map
+    auto.label_map, auto.confidence                               # (H, W) uint8, {structure: 0..1}
 
 Coordinates are px of the image given to ``set_image``, ``(x, y)`` order; boxes XYXY with inclusive max
 indices. See :mod:`medsam_echo.inference.inputs` for what counts as a bad prompt and what is clipped.
@@ -14,16 +15,17 @@ indices. See :mod:`medsam_echo.inference.inputs` for what counts as a bad prompt
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from medsam_echo.data.sample import DEFAULT_STRUCTURES
+from medsam_echo.inference.automatic import cascade, confidence, middle_box
 from medsam_echo.inference.engines import Decoded, Encoded
 from medsam_echo.inference.inputs import check_image, check_points, make_prompts
 from medsam_echo.inference.sources import load_source
-from medsam_echo.prompts.auto import ViewPrior, refine_boxes
+from medsam_echo.prompts.auto import ViewPrior
 from medsam_echo.prompts.decode import combine_structures
 from medsam_echo.prompts.prompt_set import Prompts
 
@@ -56,13 +58,28 @@ class Prediction:
         return combine_structures(self.logits, self.structures)
 
 
+AUTO_METHODS = ("tokens", "view-prior")
+
+
 @dataclass
 class Segmentation:
-    """Result of the automatic mode: the label map, the view used and the prediction behind it."""
+    """Result of the automatic mode.
+
+    Attributes:
+        label_map: ``(H, W)`` uint8 CAMUS label map.
+        view: the view prior's view used (``""`` for learned prompts, which need none).
+        prediction: the box-prompted prediction behind the label map.
+        method: ``"tokens"`` or ``"view-prior"``.
+        confidence: ``{structure: confidence in [0, 1]}`` (``inference.automatic.confidence``).
+        parts: ``{part: {structure: value}}`` for every part of ``automatic.CONFIDENCE_PARTS``.
+    """
 
     label_map: np.ndarray
     view: str
     prediction: Prediction
+    method: str = "view-prior"
+    confidence: dict[str, float] = field(default_factory=dict)
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class EchoPredictor:
@@ -231,17 +248,70 @@ class EchoPredictor:
         return self.last
 
     def segment(
-        self, view: str | None = None, structures: Sequence[str] | None = None, n_iter: int = 2
+        self,
+        view: str | None = None,
+        structures: Sequence[str] | None = None,
+        n_iter: int = 2,
+        method: str | None = None,
     ) -> Segmentation:
-        """Automatic mode: the view prior's boxes, refined on the model's own masks, as a label map.
+        """Automatic mode: a label map and a per-structure confidence from the current image alone.
+
+        A start mask per structure (the learned prompts, or the view prior's boxes decoded once), then box
+        prompts from those masks through the decoder (:func:`~medsam_echo.inference.automatic.cascade`),
+        then the confidence (:func:`~medsam_echo.inference.automatic.confidence`).
 
         Args:
-            view: ``"2CH"`` / ``"4CH"``; ``None`` tries every view of the prior and keeps the one whose
-                masks have the highest mean predicted IoU.
+            view: ``"2CH"`` / ``"4CH"`` for the view prior; ``None`` tries every view of the prior and
+                keeps the one with the highest mean confidence. Learned prompts need no view.
             structures: default :attr:`structures`.
-            n_iter: box refinements (``prompts.auto.refine_boxes``).
+            n_iter: box-prompted decoder passes after the start.
+            method: ``"tokens"`` (learned prompts; the default when the model has them) or
+                ``"view-prior"`` (the default otherwise).
+
+        Raises:
+            RuntimeError: ``tokens`` for a model without learned prompts, or ``view-prior`` without a prior.
         """
         encoded = self._require_image()
+        structures = tuple(structures or self.structures)
+        method = method or self.automatic_method
+        if method not in AUTO_METHODS:
+            raise ValueError(f"method must be one of {AUTO_METHODS}, got {method!r}")
+        fallback = np.stack([middle_box(encoded.image_size)] * len(structures))
+        starts = self._learned_starts(structures) if method == "tokens" else self._prior_starts(view, structures)
+        results = []
+        for name, start, first_boxes in starts:
+            def decode(boxes, structures=structures):
+                prediction = self._run(Prompts(structures, boxes=np.asarray(boxes)), None, False)
+                return prediction.masks, prediction.scores
+
+            final = cascade(decode, start, fallback if first_boxes is None else first_boxes, n_iter)
+            prediction = self._run(Prompts(structures, boxes=final.boxes), None, False)
+            parts = confidence(decode, final, start, encoded.image_size)
+            results.append((float(parts["confidence"].mean()), name, prediction, parts))
+        _, name, prediction, parts = max(results, key=lambda item: item[0])
+        self.last = prediction
+        scores = {part: dict(zip(structures, values.tolist(), strict=True)) for part, values in parts.items()}
+        return Segmentation(prediction.label_map(), name, prediction, method, scores["confidence"], scores)
+
+    @property
+    def automatic_method(self) -> str:
+        """``"tokens"`` when the model has learned prompts (trained with ``auto.mode: tokens``), else
+        ``"view-prior"``."""
+        return "tokens" if getattr(self.engine, "learned", None) is not None else "view-prior"
+
+    def _learned_starts(self, structures: tuple[str, ...]) -> list[tuple[str, np.ndarray, None]]:
+        """``[("", start masks (n, H, W), None)]`` from the learned prompts."""
+        if getattr(self.engine, "learned", None) is None:
+            raise RuntimeError(
+                f"{self.source or 'this model'} has no learned prompts (train with auto.mode=tokens); "
+                "use method='view-prior'"
+            )
+        decoded = self.engine.decode_learned(self._require_image(), structures)
+        return [("", decoded.logits[:, 0] > 0, None)]
+
+    def _prior_starts(self, view: str | None, structures: tuple[str, ...]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Per candidate view: ``(view, start masks (n, H, W), prior boxes (n, 4))``, the prior's boxes
+        decoded once."""
         prior = self.view_prior
         if prior is None:
             raise RuntimeError(
@@ -249,22 +319,11 @@ class EchoPredictor:
                 "`medsam-echo fit-view-prior --data ROOT --out view_prior.json` and pass it "
                 "(--view-prior PATH, or view_prior=PATH in Python)"
             )
-        structures = tuple(structures or self.structures)
-        views = [view] if view is not None else sorted(prior.boxes)
-        results = []
-        for name in views:
-            start = prior.prompts(name, structures, encoded.image_size)
-            holder: dict[str, Prediction] = {}
-
-            def predict_fn(_image, prompts, holder=holder):
-                holder["last"] = self._run(prompts, None, False)
-                return holder["last"].masks
-
-            refine_boxes(predict_fn, self._image, start, n_iter)
-            results.append((float(holder["last"].scores.mean()), name, holder["last"]))
-        _, name, prediction = max(results, key=lambda item: item[0])
-        self.last = prediction
-        return Segmentation(prediction.label_map(), name, prediction)
+        starts = []
+        for name in [view] if view is not None else sorted(prior.boxes):
+            prompts = prior.prompts(name, structures, self.image_size)
+            starts.append((name, self._run(prompts, None, False).masks, np.asarray(prompts.boxes)))
+        return starts
 
 
 def _take(candidates, best: np.ndarray):

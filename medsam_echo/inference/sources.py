@@ -7,8 +7,10 @@ Accepted ``source`` values, tried in this order:
    (``adapters.persist.save_trained``): base + method + trained weights, LoRA merged for speed;
 3. anything :func:`medsam_echo.models.loader.load_sam` reads (``.pth``, ``.safetensors``, HF dir, hub id).
 
-Automatic prompts need a :class:`~medsam_echo.prompts.auto.ViewPrior`. So that a clinician gets them
-without hand-work, the first of these is used:
+The automatic mode starts from the run's learned prompts (``learned_prompts.safetensors`` beside the
+weights, written by a run with ``auto.mode: tokens``) when it has them. Otherwise it needs a
+:class:`~medsam_echo.prompts.auto.ViewPrior`; so that a clinician gets one without hand-work, the first
+of these is used:
 
 - ``view_prior=`` given (a path or a ViewPrior);
 - ``view_prior.json`` in ``RUN/model``, then in ``RUN``;
@@ -32,6 +34,7 @@ import torch
 from medsam_echo.data.sample import DEFAULT_STRUCTURES, STRUCTURES
 from medsam_echo.inference.engines import BASELINES, SamEngine
 from medsam_echo.prompts.auto import VIEW_PRIOR_FILENAME, ViewPrior, fit_view_prior
+from medsam_echo.prompts.learned import load_learned_prompts
 from medsam_echo.training.run_folder import FoundRun, find_run
 
 log = logging.getLogger(__name__)
@@ -85,7 +88,8 @@ def load_source(
         loaded = load_sam(source, device=device)
         engine = SamEngine(loaded.model, loaded.profile, **options)
         return LoadedSource(engine, tuple(structures or DEFAULT_STRUCTURES), prior, name)
-    engine = SamEngine(*_load_trained(found.trained_dir, device), **options)
+    learned = load_learned_prompts(found.trained_dir)  # the prompt-free mode, when the run trained one
+    engine = SamEngine(*_load_trained(found.trained_dir, device), learned=learned, **options)
     run_structures = found.structures() or DEFAULT_STRUCTURES
     prior = prior or _run_prior(found)
     return LoadedSource(engine, tuple(structures or run_structures), prior, name)

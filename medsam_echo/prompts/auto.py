@@ -1,16 +1,14 @@
-"""Automatic prompts, for users with no prompt at all.
+"""The view prior: automatic box prompts for a model trained without learned prompts.
 
-1. A :class:`ViewPrior`: per view (2CH / 4CH) and structure, the mean box normalised by the image size,
-   learned from a training split and saved with the model (``view_prior.json``).
-2. Refinement: predict with the prior's boxes, take each predicted mask's box, predict again
-   (:func:`refine_boxes`); the prior only has to land roughly on the structure.
-
-Everything takes a ``predict(image, prompts) -> (n, H, W) bool`` callable, so it works with any model
-(``decode.make_predict_fn`` builds one for a ``SamModel``)::
+A :class:`ViewPrior` holds, per view (2CH / 4CH) and structure, the mean box normalised by the image
+size, learned from a training split and saved with the model (``view_prior.json``). The automatic mode
+(``inference.automatic``) decodes its boxes once and then prompts with the boxes of the answers, so the
+prior only has to land roughly on the structure::
 
     prior = ViewPrior.load(model_dir)
-    first = prior.prompts("4CH", ["lv_endo", "myo", "la"], image.shape)
-    masks, boxes = refine_boxes(make_predict_fn(model, profile), image, first, n_iter=2)
+    first = prior.prompts("4CH", ["lv_endo", "myo", "la"], image.shape)   # Prompts with (3, 4) boxes
+
+Models trained with ``auto.mode: tokens`` start from their learned prompts instead (``prompts/learned.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import numpy as np
 
 from medsam_echo.data.sample import STRUCTURES, EchoSample, structure_mask
 from medsam_echo.prompts.boxes import box_from_mask, clip_box
-from medsam_echo.prompts.decode import PredictFn
 from medsam_echo.prompts.prompt_set import Prompts
 
 VIEW_PRIOR_FILENAME = "view_prior.json"
@@ -131,11 +128,6 @@ class ViewPrior:
         return cls(data["boxes"], {k: int(v) for k, v in data.get("counts", {}).items()})
 
 
-def _boxes_of(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """``(n, 4)`` boxes of ``masks`` ``(n, H, W)``; a structure predicted empty keeps its ``fallback`` box."""
-    return np.stack([box_from_mask(m) if m.any() else fallback[i] for i, m in enumerate(masks)])
-
-
 def fit_view_prior(root, split: str = "train", structures: Sequence[str] = tuple(STRUCTURES)) -> ViewPrior:
     """Fit a :class:`ViewPrior` on the ``split`` of the dataset at ``root`` (any layout ``open_dataset`` reads).
 
@@ -148,32 +140,6 @@ def fit_view_prior(root, split: str = "train", structures: Sequence[str] = tuple
     if len(samples) == 0:
         raise ValueError(f"{root}: no {split} cases to fit the view prior on")
     return ViewPrior.fit(samples, structures)
-
-
-def refine_boxes(
-    predict: PredictFn, image: np.ndarray, prompts: Prompts, n_iter: int = 2
-) -> tuple[np.ndarray, Prompts]:
-    """Predict, replace each box by the box of its prediction, predict again (``n_iter`` refinements).
-
-    Args:
-        predict: ``(image, prompts) -> (n, H, W)`` bool masks.
-        image: ``(H, W)`` image.
-        prompts: box prompts in px of ``image`` (e.g. :meth:`ViewPrior.prompts`).
-        n_iter: refinements after the first prediction; stops early when the boxes no longer change.
-
-    Returns:
-        The last masks ``(n, H, W)`` bool and the box prompts that produced them.
-    """
-    if prompts.boxes is None:
-        raise ValueError("refine_boxes needs box prompts")
-    masks = predict(image, prompts)
-    for _ in range(n_iter):
-        boxes = _boxes_of(masks, np.asarray(prompts.boxes))
-        if np.array_equal(boxes, prompts.boxes):
-            break
-        prompts = Prompts(prompts.structures, boxes=boxes)
-        masks = predict(image, prompts)
-    return masks, prompts
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:

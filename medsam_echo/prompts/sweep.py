@@ -6,13 +6,15 @@ from a generator seeded by the case id (``eval_prompts.case_rng``).
 
 NoC@90 (number of clicks to reach Dice 0.90) follows the interactive-segmentation convention: clicks are
 simulated by ``next_click`` (most interior point of the largest error region) and a case that never
-reaches the target counts as ``max_clicks``.
+reaches the target counts as ``max_clicks``. A sweep may start from nothing (the first click is the
+first prompt), from a tight box, or from the automatic mode's result (its boxes, no human input): then
+the start is click 0, and a start already at Dice 0.90 needs 0 clicks.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -93,6 +95,12 @@ def _clicks(pred: np.ndarray, gt: np.ndarray, prompts: Prompts | None) -> tuple[
     return np.stack(xy), np.array(labels)
 
 
+SWEEP_STARTS = ("none", "box", "auto")
+
+# auto_prompts(image (H, W), structures) -> the automatic mode's box prompts for that image (no ground truth)
+AutoPrompts = Callable[[np.ndarray, Sequence[str]], Prompts]
+
+
 def click_sweep(
     predict: PredictFn,
     samples: Iterable[EchoSample],
@@ -100,6 +108,7 @@ def click_sweep(
     *,
     max_clicks: int = 10,
     start: str = "none",
+    auto_prompts: AutoPrompts | None = None,
 ) -> list[dict]:
     """Dice after each simulated correction click, all structures of an image clicked together.
 
@@ -108,14 +117,18 @@ def click_sweep(
         samples: labelled samples.
         structures: structures to segment.
         max_clicks: clicks per structure.
-        start: ``"none"`` (the first click is the most interior point of the structure) or ``"box"``
-            (a tight box first, reported as click 0, then clicks on its errors).
+        start: ``"none"`` (the first click is the most interior point of the structure), ``"box"``
+            (a tight box first, reported as click 0, then clicks on its errors) or ``"auto"`` (the
+            automatic mode's boxes first, as click 0; needs ``auto_prompts``).
+        auto_prompts: the automatic mode's box prompts of an image (``start="auto"``).
 
     Returns:
         One row per case, structure and click count: ``case_id``, ``structure``, ``clicks``, ``dice``.
     """
-    if start not in ("none", "box"):
-        raise ValueError(f"start must be 'none' or 'box', got {start!r}")
+    if start not in SWEEP_STARTS:
+        raise ValueError(f"start must be one of {SWEEP_STARTS}, got {start!r}")
+    if start == "auto" and auto_prompts is None:
+        raise ValueError("start='auto' needs auto_prompts (the automatic mode's boxes)")
     if max_clicks < 1:
         raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
     rows = []
@@ -124,8 +137,11 @@ def click_sweep(
         prompts, pred = None, np.zeros_like(gt)
         if start == "box":
             prompts = Prompts(tuple(structures), boxes=np.stack([box_from_mask(m) for m in gt]))
+        elif start == "auto":
+            prompts = auto_prompts(sample.image, tuple(structures))
+        if prompts is not None:
             pred = predict(sample.image, prompts)
-        for clicks in range(0 if start == "box" else 1, max_clicks + 1):
+        for clicks in range(0 if prompts is not None else 1, max_clicks + 1):
             if clicks:
                 xy, labels = _clicks(pred, gt, prompts)
                 if prompts is None:
@@ -152,15 +168,21 @@ def noc(dices: Sequence[float], target: float = 0.90) -> int:
 
 
 def noc_table(rows: Iterable[dict], target: float = 0.90) -> list[dict]:
-    """NoC per case and structure from :func:`click_sweep` rows (click 0, a box, is not a click)."""
+    """NoC per case and structure from :func:`click_sweep` rows; a start (click 0: a box or the automatic
+    result) already at ``target`` needs 0 clicks."""
     curves: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
     for row in rows:
-        if row["clicks"] > 0:
-            curves[row["case_id"], row["structure"]].append((row["clicks"], row["dice"]))
-    return [
-        {"case_id": case, "structure": name, "noc": noc([d for _, d in sorted(curve)], target)}
-        for (case, name), curve in curves.items()
-    ]
+        curves[row["case_id"], row["structure"]].append((row["clicks"], row["dice"]))
+    table = []
+    for (case, name), curve in curves.items():
+        curve = sorted(curve)
+        started = curve[0][0] == 0
+        if started and curve[0][1] >= target:
+            value = 0
+        else:
+            value = noc([d for c, d in curve if c > 0], target)
+        table.append({"case_id": case, "structure": name, "noc": value})
+    return table
 
 
 def mean_by(rows: Iterable[dict], key: str, value: str = "dice") -> dict[tuple, float]:
@@ -171,13 +193,18 @@ def mean_by(rows: Iterable[dict], key: str, value: str = "dice") -> dict[tuple, 
     return {group: float(np.mean(values)) for group, values in sorted(groups.items())}
 
 
-def summarize_sweeps(jitter_rows: list[dict], click_rows: list[dict]) -> dict:
-    """Mean Dice per structure and jitter level / click count, and mean NoC@90 per structure."""
-    nocs: dict[str, list[int]] = {}
-    for row in noc_table(click_rows):
-        nocs.setdefault(row["structure"], []).append(row["noc"])
-    return {
-        "dice_by_jitter": {f"{s}@{lvl:g}": v for (s, lvl), v in mean_by(jitter_rows, "level").items()},
-        "dice_by_clicks": {f"{s}@{c}": v for (s, c), v in mean_by(click_rows, "clicks").items()},
-        "noc90": {s: float(np.mean(v)) for s, v in sorted(nocs.items())},
-    }
+def summarize_sweeps(jitter_rows: list[dict], click_rows: list[dict], starts: dict[str, list[dict]] | None = None) -> dict:
+    """Mean Dice per structure and jitter level / click count, and mean NoC@90 per structure.
+
+    ``starts``: click sweeps from other starts (``{"auto": rows}``), summarised as ``dice_by_clicks_from_<start>``
+    and ``noc90_from_<start>`` next to the sweep from nothing.
+    """
+    summary = {"dice_by_jitter": {f"{s}@{lvl:g}": v for (s, lvl), v in mean_by(jitter_rows, "level").items()}}
+    for start, rows in {"": click_rows, **(starts or {})}.items():
+        suffix = f"_from_{start}" if start else ""
+        nocs: dict[str, list[int]] = {}
+        for row in noc_table(rows):
+            nocs.setdefault(row["structure"], []).append(row["noc"])
+        summary[f"dice_by_clicks{suffix}"] = {f"{s}@{c}": v for (s, c), v in mean_by(rows, "clicks").items()}
+        summary[f"noc90{suffix}"] = {s: float(np.mean(v)) for s, v in sorted(nocs.items())}
+    return summary

@@ -131,6 +131,20 @@ class TrainConfig:
 
 
 @dataclass
+class AutoSection:
+    """The prompt-free automatic mode (``predict --prompt auto``, ``EchoPredictor.segment``).
+
+    mode: ``none`` (automatic prompts then come from the view prior alone) or ``tokens``: learned prompt
+    tokens per structure (``prompts/learned.py``), initialised from the mean training box, trained with the
+    decoder on every batch next to the box prompts and saved with the model. weight: the learned-prompt
+    loss's weight next to the prompted loss. n_tokens: tokens per structure."""
+
+    mode: str = "none"
+    weight: float = 1.0
+    n_tokens: int = 2
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment: what model, which method, on what data, trained how."""
 
@@ -142,6 +156,7 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    auto: AutoSection = field(default_factory=AutoSection)
 
     def __post_init__(self) -> None:
         _choice("loss.multimask", self.loss.multimask, ("auto", "always", "never"))
@@ -152,6 +167,7 @@ class ExperimentConfig:
         _choice("train.encoder_precision", self.train.encoder_precision, ("fp32", "bf16", "auto"))
         if self.train.eval_at_start not in (True, False, "auto"):
             raise ConfigError(f"train.eval_at_start: {self.train.eval_at_start!r} is not one of [true, false, 'auto']")
+        _choice("auto.mode", self.auto.mode, ("none", "tokens"))
         _check_structures(self.data.structures)
         _check_ranges(self)
 
@@ -186,10 +202,10 @@ def _check_ranges(cfg: ExperimentConfig) -> None:
                 "data.augment.speckle", "data.augment.rotation_deg", "data.augment.translate",
                 "loss.dice", "loss.bce", "loss.focal", "loss.focal_gamma", "loss.iou", "optim.weight_decay",
                 "optim.warmup_steps", "optim.grad_clip", "optim.min_lr_ratio", "train.seed", "train.max_steps",
-                "train.max_minutes", "train.save_every_steps"):
+                "train.max_minutes", "train.save_every_steps", "auto.weight"):
         _at_least(key, _get(cfg, key), 0)
     for key in ("optim.grad_accum", "train.epochs", "train.batch_size", "train.eval_batch_size",
-                "train.eval_every_epochs", "train.log_every_steps"):
+                "train.eval_every_epochs", "train.log_every_steps", "auto.n_tokens"):
         _at_least(key, _get(cfg, key), 1)
     if lo.dice + lo.bce + lo.focal <= 0:
         raise ConfigError("loss.dice, loss.bce, loss.focal: at least one mask loss weight must be > 0")

@@ -34,7 +34,13 @@ from medsam_echo.training.data import EpochShuffle, collate
 from medsam_echo.training.datasets import build_datasets, check_datasets, fit_run_view_prior
 from medsam_echo.training.embedding_cache import EmbeddedSet, EmbeddingCache, item_key, model_key
 from medsam_echo.training.losses import sam_loss
-from medsam_echo.training.model import PromptedSam, build_training_model, describe, encoder_is_cacheable
+from medsam_echo.training.model import (
+    PromptedSam,
+    build_training_model,
+    describe,
+    encoder_is_cacheable,
+    make_learned_prompts,
+)
 from medsam_echo.training.run_folder import BASE, BEST, CONFIG_FILE, MODEL, RunFolder
 from medsam_echo.training.validate import validate
 
@@ -78,7 +84,8 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
         out.mkdir(parents=True, exist_ok=True)
         run_folder.write_config(cfg)
     base_ref = _write_base(accelerator, cfg, built, out)
-    optimizer = make_optimizer(cfg, built.model)
+    prompted = PromptedSam(built.model, built.learned)
+    optimizer = make_optimizer(cfg, prompted)
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
     accelerator.print(f"optimizing {sum(p.numel() for p in trainable):,} parameters in {len(trainable)} tensors")
     total_steps = cfg.train.max_steps or cfg.train.epochs * math.ceil(
@@ -86,7 +93,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False) -> TrainResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg, total_steps))
     # The scheduler is stepped here once per optimizer step, not handed to Accelerate: its prepared
     # scheduler advances num_processes times per step, which would change the schedule with the GPU count.
-    model, optimizer, loader, val_loader = accelerator.prepare(PromptedSam(built.model), optimizer, loader, val_loader)
+    model, optimizer, loader, val_loader = accelerator.prepare(prompted, optimizer, loader, val_loader)
     install_trained_only_hooks(accelerator)
     if cfg.train.tensorboard:
         accelerator.init_trackers("tensorboard")
@@ -133,6 +140,9 @@ def _data(cfg: ExperimentConfig, built, accelerator):
     train_set, val_set = build_datasets(cfg, built.profile, accelerator)
     check_datasets(cfg, train_set.dataset, val_set.dataset, accelerator)  # every file, before the first step
     built.view_prior = fit_run_view_prior(train_set.dataset, cfg.data.structures, accelerator)
+    if cfg.auto.mode != "none":
+        first = train_set.dataset[0].image.shape[:2]
+        built.learned = make_learned_prompts(cfg.auto, cfg.data.structures, built, first, cfg.train.seed)
     train_set = maybe_embedding_cache(cfg, built, train_set, accelerator)
     if isinstance(train_set, EmbeddedSet):
         val_set = maybe_embedding_cache(cfg, built, val_set, accelerator, full_items=True)
@@ -444,10 +454,17 @@ def _step_loss(cfg: ExperimentConfig, model, batch: dict, epoch: int, index: int
     targets = structure_targets(labels, cfg.data.structures, accelerator.device)
     kwargs = ({"image_embeddings": batch["image_embeddings"]} if "image_embeddings" in batch
               else {"pixel_values": batch["pixel_values"]})
-    logits, iou = model(inputs, multimask_output=multimask, refine=refine, rounds=rounds, **kwargs)
-    loss = cfg.loss
-    return sam_loss(logits, iou, targets, batch["valid_size"], dice=loss.dice, bce=loss.bce, focal=loss.focal,
-                    focal_gamma=loss.focal_gamma, iou=loss.iou)
+    learned = tuple(cfg.data.structures) if cfg.auto.mode == "tokens" else ()
+    out = model(inputs, multimask_output=multimask, refine=refine, rounds=rounds, learned_structures=learned,
+                **kwargs)
+    w = cfg.loss
+    terms = {"dice": w.dice, "bce": w.bce, "focal": w.focal, "focal_gamma": w.focal_gamma, "iou": w.iou}
+    loss, parts = sam_loss(out[0], out[1], targets, batch["valid_size"], **terms)
+    if learned:  # the automatic mode: the same targets from the learned prompts alone
+        auto_loss, auto_parts = sam_loss(out[2], out[3], targets, batch["valid_size"], **terms)
+        loss = loss + cfg.auto.weight * auto_loss
+        parts.update({f"auto_{k}": v for k, v in auto_parts.items()})
+    return loss, parts
 
 
 def _check_finite(loss: torch.Tensor, accelerator, progress: Progress, epoch: int) -> None:
@@ -489,6 +506,8 @@ def _evaluate_and_log(cfg, model, val_loader, accelerator, built, base_ref, prog
     record = {"step": progress.step, "epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
               "val_dice": float(np.mean([dice[s] for s in cfg.data.structures]))}
     record.update({f"val_dice_{name}": value for name, value in dice.items()})
+    if cfg.auto.mode != "none":  # the prompt-free masks, reported next to the prompted ones (best/ stays prompted)
+        record["val_auto_dice"] = float(np.mean([dice[f"auto_{s}"] for s in cfg.data.structures]))
     accelerator.log({f"val/{k}": v for k, v in record.items() if k.startswith("val_")}, step=progress.step)
     accelerator.print(json.dumps(record))
     if record["val_dice"] > progress.best_dice:
@@ -504,7 +523,7 @@ def _save_final(accelerator, cfg, model, built, base_ref: str, which: str) -> No
     and ``medsam-echo predict``."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        inner = accelerator.unwrap_model(model).model
-        RunFolder(Path(cfg.output_dir)).save_model(inner, cfg, which, base=base_ref, profile=built.profile,
-                                                   view_prior=built.view_prior)
+        prompted = accelerator.unwrap_model(model)
+        RunFolder(Path(cfg.output_dir)).save_model(prompted.model, cfg, which, base=base_ref, profile=built.profile,
+                                                   view_prior=built.view_prior, learned=prompted.learned)
     accelerator.wait_for_everyone()

@@ -8,9 +8,10 @@ preprocessed by the same ``data.transforms.preprocess`` as ``prompts.decode.SamF
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +22,7 @@ from medsam_echo.models.profile import PreprocessProfile, get_profile
 from medsam_echo.models.registry import build_sam
 from medsam_echo.prompts.auto import ViewPrior
 from medsam_echo.prompts.decode import decode_candidates
+from medsam_echo.prompts.learned import LearnedPrompts, decode_learned
 
 SCRATCH = "scratch:"
 
@@ -34,6 +36,7 @@ class BuiltModel:
     base_model: nn.Module
     from_scratch: bool
     view_prior: ViewPrior | None = None
+    learned: LearnedPrompts | None = None
 
 
 def build_training_model(source: str, method: MethodConfig, *, profile: str | None, seed: int,
@@ -58,6 +61,35 @@ def build_training_model(source: str, method: MethodConfig, *, profile: str | No
     if compile_encoder:
         base.vision_encoder.compile()
     return BuiltModel(model, chosen, base, scratch)
+
+
+def make_learned_prompts(auto, structures: Sequence[str], built: BuiltModel, image_shape: tuple[int, int],
+                         seed: int = 0) -> LearnedPrompts | None:
+    """The automatic mode's learned prompts for ``auto.mode: tokens`` (``None`` otherwise).
+
+    Each structure starts from the embedding of its mean training box (the view prior's boxes averaged over
+    the views), placed on an image of ``image_shape`` ``(H, W)`` px as the profile resizes it; without a
+    prior (images with no view) from the middle half of the image.
+    """
+    if auto.mode != "tokens":
+        return None
+    sam = built.base_model
+    learned = LearnedPrompts(structures, auto.n_tokens, sam.config.mask_decoder_config.hidden_size)
+    prior = built.view_prior.boxes if built.view_prior is not None else {}
+    height, width = image_shape
+    side = built.profile.image_size
+    if built.profile.resize == "stretch":
+        size = np.array([side, side, side, side], np.float64)
+    else:
+        scale = side / max(height, width)
+        size = np.array([width, height, width, height], np.float64) * scale
+    boxes = []
+    for name in structures:
+        known = [per[name] for per in prior.values() if name in per]
+        fractions = np.mean(known, axis=0) if known else np.array([0.25, 0.25, 0.75, 0.75])
+        boxes.append(fractions * size)
+    learned.init_from_boxes(sam, torch.tensor(np.stack(boxes), dtype=torch.float32), seed=seed)
+    return learned
 
 
 def set_attention(model: nn.Module, implementation: str) -> None:
@@ -96,11 +128,13 @@ class PromptedSam(nn.Module):
 
     Args:
         model: the prepared model from :func:`build_training_model`.
+        learned: the automatic mode's learned prompts (``auto.mode: tokens``), trained with the decoder.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, learned: LearnedPrompts | None = None) -> None:
         super().__init__()
         self.model = model
+        self.learned = learned
 
     def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(B, 3, S, S)`` -> ``(B, C, S/16, S/16)`` image embeddings (with gradients when they train)."""
@@ -115,7 +149,8 @@ class PromptedSam(nn.Module):
         multimask_output: bool = False,
         refine: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
         rounds: int = 0,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        learned_structures: Sequence[str] = (),
+    ) -> tuple[torch.Tensor, ...]:
         """One training forward.
 
         Args:
@@ -126,9 +161,11 @@ class PromptedSam(nn.Module):
             refine: maps the previous round's low-res logits ``(B, n, h, w)`` to the next prompts
                 (with ``input_masks``); used for ``rounds`` extra rounds, run without gradients.
             rounds: number of refinement rounds before the supervised one.
+            learned_structures: also decode these structures from the learned prompts alone (no prompt).
 
         Returns:
-            ``(logits (B, n, m, h, w), iou (B, n, m))`` of the final round.
+            ``(logits (B, n, m, h, w), iou (B, n, m))`` of the final round, followed with
+            ``learned_structures`` by the learned-prompt ``(logits (B, n', 1, h, w), iou (B, n', 1))``.
         """
         if image_embeddings is None:
             image_embeddings = self.encode(pixel_values)
@@ -136,4 +173,9 @@ class PromptedSam(nn.Module):
             with torch.no_grad():
                 logits, _ = decode_candidates(self.model, image_embeddings.detach(), prompts, multimask_output=False)
             prompts = refine(logits[:, :, 0])
-        return decode_candidates(self.model, image_embeddings, prompts, multimask_output=multimask_output)
+        out = decode_candidates(self.model, image_embeddings, prompts, multimask_output=multimask_output)
+        if not learned_structures:
+            return out
+        if self.learned is None:
+            raise RuntimeError("this model has no learned prompts (auto.mode: tokens)")
+        return (*out, *decode_learned(self.model, self.learned, image_embeddings, learned_structures))

@@ -20,6 +20,7 @@ from pathlib import Path
 from medsam_echo.adapters.persist import TRAINED_FILE, save_trained
 from medsam_echo.atomic import atomic_write_dir, atomic_write_text
 from medsam_echo.prompts.auto import VIEW_PRIOR_FILENAME, ViewPrior
+from medsam_echo.prompts.learned import LearnedPrompts
 from medsam_echo.training.config import ExperimentConfig, load_config, to_yaml
 
 CONFIG_FILE = "config.yaml"
@@ -77,8 +78,9 @@ class RunFolder:
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
 
     def save_model(self, model, cfg: ExperimentConfig, which: str, *, base: str, profile,
-                   view_prior: ViewPrior | None) -> Path:
-        """Write ``RUN/<which>``: trained weights, method, base reference, and the view prior if any.
+                   view_prior: ViewPrior | None, learned: LearnedPrompts | None = None) -> Path:
+        """Write ``RUN/<which>``: trained weights, method, base reference, the view prior and the learned
+        prompts of the automatic mode if any.
 
         The folder is filled under a temporary name and renamed, so a crash never leaves weights of one
         step next to the view prior or method of another.
@@ -87,6 +89,8 @@ class RunFolder:
             save_trained(model, cfg.method, tmp, base=base, profile=profile)
             if view_prior is not None:
                 view_prior.save(tmp)  # automatic prompts for `predict --prompt auto`
+            if learned is not None:
+                learned.save(tmp)  # the prompt-free mode (auto.mode: tokens)
 
         return atomic_write_dir(self.trained_dir(which), fill)
 

@@ -64,12 +64,14 @@ def case_dice(logits: torch.Tensor, label: np.ndarray, structures: Sequence[str]
 def validate(cfg, model, loader, accelerator) -> dict[str, float]:
     """Mean Dice per structure over the validation loader (all processes); ``{structure: dice}``.
 
-    The keys are ``cfg.data.structures`` followed by their :func:`derived_structures`.
+    The keys are ``cfg.data.structures`` followed by their :func:`derived_structures`; with the automatic
+    mode (``auto.mode: tokens``) the same names prefixed ``auto_`` hold the Dice of the learned-prompt masks.
     """
     was_training = model.training
     model.eval()
     policy = eval_policy(cfg.train.eval_prompt)
     structures = cfg.data.structures
+    learned = tuple(structures) if cfg.auto.mode == "tokens" else ()
     scores = []
     for batch in loader:
         prompts = [
@@ -79,13 +81,15 @@ def validate(cfg, model, loader, accelerator) -> dict[str, float]:
         inputs = to_model_inputs(prompts, accelerator.device)
         image = ({"image_embeddings": batch["image_embeddings"]} if "image_embeddings" in batch
                  else {"pixel_values": batch["pixel_values"]})
-        logits, _ = model(inputs, multimask_output=False, **image)
+        out = model(inputs, multimask_output=False, learned_structures=learned, **image)
         rows = [
-            case_dice(geometry.to_original(logits[b, :, 0].float()), label, structures)
+            [score for logits in out[::2]  # the prompted masks, then the learned-prompt masks
+             for score in case_dice(geometry.to_original(logits[b, :, 0].float()), label, structures)]
             for b, (label, geometry) in enumerate(zip(batch["original_label"], batch["geometry"], strict=True))
         ]
         scores.append(torch.tensor(rows, device=accelerator.device, dtype=torch.float64))
     gathered = accelerator.gather_for_metrics(torch.cat(scores)).cpu().numpy()
     model.train(was_training)
     names = [*structures, *derived_structures(structures)]
+    names += [f"auto_{name}" for name in names] if learned else []
     return {s: float(np.mean(gathered[:, i])) for i, s in enumerate(names)}

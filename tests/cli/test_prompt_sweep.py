@@ -43,10 +43,16 @@ def test_prompt_sweep_reports_dice_and_noc(camus, tmp_path, capsys):
         "la",
         "--out",
         str(out_json),
+        "--from-auto",
     ]
     assert cli.main(argv) == 0
     result = json.loads(out_json.read_text())
     assert len(result["jitter"]) == 2 * 2 * 2 and len(result["clicks"]) == 2 * 2 * 2
     assert set(result["summary"]["noc90"]) == {"lv_endo", "la"}
     assert all(1 <= v <= 2 for v in result["summary"]["noc90"].values())
-    assert "noc90: " in capsys.readouterr().out
+    # from the automatic result (no learned prompts here: a view prior fitted on the train split): click 0 is it
+    assert [r["clicks"] for r in result["clicks_from_auto"]][:2] == [0, 0]
+    assert set(result["summary"]["noc90_from_auto"]) == {"lv_endo", "la"}
+    assert all(0 <= v <= 2 for v in result["summary"]["noc90_from_auto"].values())
+    printed = capsys.readouterr().out
+    assert "noc90: " in printed and "noc90_from_auto: " in printed

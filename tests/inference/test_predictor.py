@@ -153,8 +153,9 @@ def test_segment_uses_the_view_prior_and_picks_the_best_view(tiny_dir, echo_imag
     predictor.set_image(echo_image)
     per_view = {view: predictor.segment(view=view) for view in ("2CH", "4CH")}
     auto = predictor.segment()
-    best = max(per_view, key=lambda v: per_view[v].prediction.scores.mean())
-    assert auto.view == best
+    best = max(per_view, key=lambda v: np.mean(list(per_view[v].confidence.values())))
+    assert auto.view == best and auto.method == "view-prior"
+    assert set(auto.confidence) == {"lv_endo", "myo", "la"} and all(0 <= c <= 1 for c in auto.confidence.values())
     np.testing.assert_array_equal(auto.label_map, per_view[best].label_map)
     assert auto.label_map.shape == (90, 70) and set(np.unique(auto.label_map)) <= {0, 1, 2, 3}
     assert auto.prediction.structures == ("lv_endo", "myo", "la")

@@ -1,9 +1,4 @@
-"""Automatic prompts: the view prior, predict -> box -> predict refinement, and sequence propagation.
-
-The predictor here is an oracle that segments the structure's label values inside its box grown by
-``GROW`` px: a model that can reach a little past a loose box. Refinement must walk the box out to the
-whole structure.
-"""
+"""The view prior: mean normalised boxes per view and structure, saved and loaded with the model."""
 
 from __future__ import annotations
 
@@ -12,12 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from medsam_echo.data.sample import STRUCTURES, EchoSample, structure_mask
-from medsam_echo.prompts.auto import ViewPrior, denormalise_box, normalise_box, refine_boxes
+from medsam_echo.data.sample import EchoSample, structure_mask
+from medsam_echo.prompts.auto import ViewPrior, denormalise_box, normalise_box
 from medsam_echo.prompts.boxes import box_from_mask
-from medsam_echo.prompts.prompt_set import Prompts
 
-GROW = 4
 STRUCTS = ("lv_endo", "la")
 
 
@@ -32,15 +25,6 @@ def _camus(shift: tuple[int, int], shape: tuple[int, int] = (56, 40)) -> np.ndar
     label[(r <= 1.0) & (yy <= cy)] = 1
     label[(np.abs(xx - cx) <= 0.2 * w) & (yy > cy) & (yy <= cy + 0.25 * h)] = 3
     return label
-
-
-def oracle(image: np.ndarray, prompts: Prompts) -> np.ndarray:
-    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
-    out = []
-    for name, (x0, y0, x1, y1) in zip(prompts.structures, prompts.boxes, strict=True):
-        near = (xx >= x0 - GROW) & (xx <= x1 + GROW) & (yy >= y0 - GROW) & (yy <= y1 + GROW)
-        out.append(np.isin(image, STRUCTURES[name]) & near)
-    return np.stack(out)
 
 
 def _samples() -> list[EchoSample]:
@@ -93,15 +77,3 @@ def test_prior_errors_name_the_problem(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="not a view prior"):
         ViewPrior.load(bad)
-
-
-def test_refinement_grows_a_loose_prior_box_to_the_whole_structure():
-    label = _camus((0, 0))
-    tight = np.stack([box_from_mask(structure_mask(label, s)) for s in STRUCTS])
-    shrunk = tight + np.array([6, 6, -6, -6])  # a prior box well inside each structure
-    masks, prompts = refine_boxes(oracle, label, Prompts(STRUCTS, boxes=shrunk), n_iter=5)
-    assert np.array_equal(prompts.boxes, tight)
-    for i, name in enumerate(STRUCTS):
-        assert np.array_equal(masks[i], structure_mask(label, name))
-    partial, _ = refine_boxes(oracle, label, Prompts(STRUCTS, boxes=shrunk), n_iter=0)
-    assert partial.sum() < masks.sum()

@@ -117,6 +117,27 @@ def box_oracle_with_clicks(image: np.ndarray, prompts: Prompts) -> np.ndarray:
     return box_oracle(image, prompts)
 
 
+def test_click_sweep_from_the_automatic_result_counts_zero_clicks_when_it_is_good_enough(label_map):
+    def auto_prompts(image, structures):  # an automatic mode that finds lv_endo and half of la
+        boxes = []
+        for name in structures:
+            ys, xs = np.nonzero(structure_mask(image, name))
+            x1 = xs.max() if name == "lv_endo" else (xs.min() + xs.max()) // 2
+            boxes.append([xs.min(), ys.min(), x1, ys.max()])
+        return Prompts(tuple(structures), boxes=np.array(boxes))
+
+    rows = click_sweep(box_oracle_with_clicks, _samples(label_map)[:1], ("lv_endo", "la"), max_clicks=2,
+                       start="auto", auto_prompts=auto_prompts)
+    assert [r["clicks"] for r in rows if r["structure"] == "la"] == [0, 1, 2]
+    start = {r["structure"]: r["dice"] for r in rows if r["clicks"] == 0}
+    assert start["lv_endo"] == 1.0 and start["la"] < 0.9
+    table = {r["structure"]: r["noc"] for r in noc_table(rows)}
+    assert table["lv_endo"] == 0  # the automatic result needs no correction
+    assert table["la"] == 2  # the box oracle ignores clicks: never reaches 0.90, capped at the budget
+    with pytest.raises(ValueError, match="needs auto_prompts"):
+        click_sweep(box_oracle, _samples(label_map), STRUCTS, start="auto")
+
+
 def test_noc_is_the_first_click_reaching_the_target_capped():
     assert noc([0.5, 0.91, 0.95], 0.90) == 2
     assert noc([0.95], 0.90) == 1

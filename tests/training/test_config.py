@@ -97,6 +97,9 @@ def test_missing_and_malformed_files(tmp_path):
         ("model.profile=fancy", r"model\.profile: 'fancy' is not one of"),
         ("model.attn_implementation=flash", r"model\.attn_implementation"),
         ("data.train_split=training", r"data\.train_split"),
+        ("auto.mode=magic", r"auto\.mode: 'magic' is not one of"),
+        ("auto.weight=-1", r"auto\.weight: -1\.0 must be >= 0"),
+        ("auto.n_tokens=0", r"auto\.n_tokens: 0 must be >= 1"),
     ],
 )
 def test_values_out_of_range_are_named_at_load_time(override, message):
