@@ -8,7 +8,9 @@ structure, so the previous mask is back exactly. Label maps combine the structur
 ``prompts.decode.combine_structures``; :meth:`PromptSession.ejection_fraction` computes the biplane EF
 once the four CAMUS frames are segmented; :meth:`PromptSession.export` writes it all.
 
-Switching frames re-runs the image encoder (``set_image``); everything else is a decoder call.
+The image encoder runs once per frame, the first time the frame is selected; its output is kept, so
+switching back to a frame and every box or click after it are decoder calls only. Sessions may share a
+predictor: each action points it at the session's own current frame first (no encoder call).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import numpy as np
 
 from medsam_echo.data.io import write_image
 from medsam_echo.data.sample import STRUCTURES, EchoSample
+from medsam_echo.inference.engines import Encoded
+from medsam_echo.inference.inputs import check_image
 from medsam_echo.inference.predictor import EchoPredictor, Prediction
 from medsam_echo.prompts.decode import combine_structures
 
@@ -52,17 +56,30 @@ class PromptSession:
         self.predictor = predictor
         # (frame, structure) -> [(action, Prediction)], oldest first
         self._history: dict[tuple[str, str], list[tuple[tuple, Prediction]]] = {}
+        self._encoded: dict[str, Encoded] = {}  # case_id -> the image encoder's output, computed once
         self.frame = ""
         self.structure = self.structures[0]
         self.select_frame(frames[0].case_id)
 
     def select_frame(self, case_id: str) -> None:
-        """Make ``case_id`` the current frame (runs the image encoder)."""
+        """Make ``case_id`` the current frame (runs the image encoder the first time only)."""
         if case_id not in self.frames:
             raise KeyError(f"no frame {case_id!r}; frames are {sorted(self.frames)}")
-        frame = self.frames[case_id]
-        self.predictor.set_image(frame.image, frame.spacing)
         self.frame = case_id
+        self._activate()
+
+    @property
+    def encoded_frames(self) -> list[str]:
+        """The case ids whose image embedding is computed (and kept), in the order they were encoded."""
+        return list(self._encoded)
+
+    def _activate(self) -> None:
+        """Make the current frame the predictor's image, encoding it if it never was."""
+        frame = self.frames[self.frame]
+        encoded = self._encoded.get(self.frame)
+        if encoded is None:
+            encoded = self._encoded[self.frame] = self.predictor.engine.encode(check_image(frame.image))
+        self.predictor.set_image(frame.image, frame.spacing, encoded=encoded)
 
     def select_structure(self, structure: str) -> None:
         """Make ``structure`` the one the next actions prompt."""
@@ -77,6 +94,7 @@ class PromptSession:
 
     def add_box(self, box: Sequence[float]) -> np.ndarray:
         """Prompt the current structure with an XYXY px box (starts it over); returns its ``(H, W)`` mask."""
+        self._activate()
         prediction = self.predictor.predict(boxes=box, structure=self.structure)
         self.history.append((("box", tuple(float(v) for v in box)), prediction))
         return prediction.logits[0] > 0
@@ -84,6 +102,7 @@ class PromptSession:
     def add_click(self, x: float, y: float, positive: bool = True) -> np.ndarray:
         """Click at ``(x, y)`` px: refines the current mask, or starts one; returns the ``(H, W)`` mask."""
         label = 1 if positive else 0
+        self._activate()
         previous = self.history[-1][1] if self.history else None
         if previous is None:  # a lone click is ambiguous: keep the best of SAM's three candidates
             prediction = self.predictor.predict(

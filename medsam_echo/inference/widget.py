@@ -1,15 +1,22 @@
 """The notebook UI over a :class:`~medsam_echo.inference.interactive.PromptSession` (ipywidgets + matplotlib).
 
-Drag a box or click on the frame; the mask updates at once. Controls: the mode (box, positive click,
-negative click), the structure, the frame, undo, clear and export (label maps + ``session.json`` with
-the EF). Mouse input needs an interactive matplotlib backend in the notebook (``%matplotlib widget``,
-from ``pip install ipympl``); without one the figure is static and the session is driven from code.
+Drag a box or click on the frame; the mask is drawn when the mouse button is released. Controls: the
+mode (box, positive click, negative click), the structure, the frame, undo, clear and export (label maps
++ ``session.json`` with the EF). The figure is a live ipympl canvas when ipympl is installed
+(``pip install -e ".[notebooks]"``), whatever the notebook's ``%matplotlib`` backend; without ipympl it is
+a static picture, the status line says how to get mouse input, and the session is driven from code.
 
-The widget holds no logic: every handler calls the session, then redraws.
+While a box is dragged only the browser draws (the rubber band); the kernel renders the figure once per
+gesture, after the release. Each gesture's time from the release to the figure drawn again is kept in
+:attr:`PromptWidget.timings`, shown in the status line and written by :meth:`PromptWidget.export`.
+
+The widget holds no segmentation logic: every handler calls the session, then redraws.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,25 +25,71 @@ from medsam_echo.inference.export import overlay
 from medsam_echo.inference.interactive import PromptSession
 
 MODES = ("box", "positive click", "negative click")
+TIMINGS_FILE = "widget_timings.json"
+INSTALL_HINT = 'pip install -e ".[notebooks]" (JupyterLab, ipywidgets, ipympl), then restart the kernel'
+FIGURE_PX = 500  # the figure's side: 5 in at 100 dpi
+MIN_DRAG_PX = 3  # a shorter drag in box mode is a click, not a box (screen px)
 
 
 def _widgets():
     try:
         import ipywidgets
     except ImportError as err:
-        raise ImportError(
-            "the prompting widget needs ipywidgets: pip install 'medsam-echo[notebooks]'"
-        ) from err
+        raise ImportError(f"the prompting widget needs ipywidgets: {INSTALL_HINT}") from err
     return ipywidgets
 
 
+def _figure(live: bool | None):
+    """A 5 x 5 in figure on an ipympl canvas (mouse input) when ``live`` allows and ipympl is installed,
+    else on a static Agg canvas; returns ``(figure, is_live)``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(FIGURE_PX / 100, FIGURE_PX / 100), dpi=100)
+    if live is not False:
+        try:
+            Canvas, FigureManager = _ipympl()
+        except ImportError:
+            if live:
+                raise ImportError(f"a live figure needs ipympl: {INSTALL_HINT}") from None
+        else:
+            canvas = Canvas(figure)
+            canvas.header_visible = canvas.footer_visible = canvas.resizable = False
+            canvas.toolbar_visible = False  # its pan / zoom modes would take the mouse from the prompts
+            FigureManager(canvas, 0)
+            return figure, True
+    FigureCanvasAgg(figure)
+    return figure, False
+
+
+def _ipympl():
+    """ipympl's canvas and manager classes, leaving pyplot's backend as it was (``import ipympl`` switches
+    it to ipympl: every later ``plt.figure`` in the notebook would become a widget)."""
+    import sys
+
+    import matplotlib
+
+    backend = None if "ipympl" in sys.modules else matplotlib.get_backend()
+    from ipympl.backend_nbagg import Canvas, FigureManager
+
+    if backend is not None and matplotlib.get_backend() != backend:
+        matplotlib.use(backend)
+    return Canvas, FigureManager
+
+
 class PromptWidget:
-    """An interactive view of ``session``; ``export_dir`` is where the export button writes."""
+    """An interactive view of ``session``.
 
-    def __init__(self, session: PromptSession, export_dir: str | Path = "prompting_export") -> None:
-        import matplotlib.pyplot as plt
-        from matplotlib.widgets import RectangleSelector
+    Args:
+        session: the prompting session shown and driven.
+        export_dir: where the export button writes label maps, ``session.json`` and the timings.
+        live: an ipympl canvas (mouse input); default when ipympl is installed. ``False``: a static
+            picture (tests, exports). ``True``: an ImportError with the install command without ipympl.
+    """
 
+    def __init__(
+        self, session: PromptSession, export_dir: str | Path = "prompting_export", *, live: bool | None = None
+    ) -> None:
         w = _widgets()
         self.session, self.export_dir = session, Path(export_dir)
         self.mode = w.ToggleButtons(options=MODES, value="box", description="mode")
@@ -48,23 +101,20 @@ class PromptWidget:
             w.Button(description=name) for name in ("undo", "clear", "export")
         )
         self.status = w.HTML()
-        with plt.ioff():  # shown by _ipython_display_, not once more by the backend
-            self.figure, self.axes = plt.subplots(figsize=(5, 5))
-        self.selector = RectangleSelector(
-            self.axes,
-            self._on_box,
-            useblit=False,
-            interactive=False,
-            button=[1],
-            minspanx=2,
-            minspany=2,
-            spancoords="data",
-        )
-        self.figure.canvas.mpl_connect("button_press_event", self._on_press)
+        self.figure, self.live = _figure(live)
+        self.axes = self.figure.add_axes((0.02, 0.02, 0.96, 0.9))
+        self.timings: list[dict] = []
+        self._pending: dict | None = None  # the gesture whose redraw has not reached the canvas yet
+        self._press: tuple[float, float] | None = None  # display px where the left button went down
+        canvas = self.figure.canvas
+        canvas.mpl_connect("button_press_event", self._on_press)
+        canvas.mpl_connect("motion_notify_event", self._on_motion)
+        canvas.mpl_connect("button_release_event", self._on_release)
+        canvas.mpl_connect("draw_event", self._on_draw)
         self.structure.observe(lambda change: self._select(structure=change["new"]), names="value")
         self.frame.observe(lambda change: self._select(frame=change["new"]), names="value")
-        self.undo_button.on_click(lambda _: self._do(self.session.undo))
-        self.clear_button.on_click(lambda _: self._do(self.session.clear))
+        self.undo_button.on_click(lambda _: self._gesture("undo", self.session.undo))
+        self.clear_button.on_click(lambda _: self._gesture("clear", self.session.clear))
         self.export_button.on_click(lambda _: self.export())
         self.container = w.VBox(
             [
@@ -73,53 +123,97 @@ class PromptWidget:
                 self.status,
             ]
         )
+        if live is None and not self.live:
+            self.status.value = f"<b>still picture, no mouse input</b>: {INSTALL_HINT}"
         self.redraw()
 
     def _ipython_display_(self) -> None:  # shown when the widget is the last expression of a cell
         from IPython.display import display
 
         display(self.container)
-        canvas = self.figure.canvas  # a live widget under ipympl; else a static picture of the figure
-        display(canvas if isinstance(canvas, _widgets().DOMWidget) else self.figure)
+        display(self.figure.canvas if self.live else self.figure)
 
     def handle_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
         """A dragged box (any corner order) in image px."""
         box = [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
-        self._do(lambda: self.session.add_box(np.round(box)))
+        self._gesture("box", lambda: self.session.add_box(np.round(box)))
 
     def handle_click(self, x: float, y: float) -> None:
         """A click at image px ``(x, y)``; positive or negative by the mode."""
-        self._do(lambda: self.session.add_click(round(x), round(y), self.mode.value == "positive click"))
+        positive = self.mode.value == "positive click"
+        self._gesture(self.mode.value, lambda: self.session.add_click(round(x), round(y), positive))
 
     def export(self) -> dict:
-        """Write the session's label maps and ``session.json`` to ``export_dir``."""
+        """Write the session's label maps, ``session.json`` and the gesture timings to ``export_dir``."""
         record = self.session.export(self.export_dir)
-        self.status.value = f"exported to {self.export_dir}: {record['clinical']}"
+        (self.export_dir / TIMINGS_FILE).write_text(json.dumps(self.timings, indent=2) + "\n")
+        clinical = record["clinical"]
+        if "ef" in clinical and clinical["ef"] is not None:
+            result = f"EF {clinical['ef']:.1f} % (EDV {clinical['edv_ml']:.1f} mL, ESV {clinical['esv_ml']:.1f} mL)"
+        else:
+            result = clinical.get("error", "no EF yet: outline lv_endo on the 2CH and 4CH frames at ED and ES")
+        self.status.value = f"exported to {self.export_dir}: {result}"
         return record
 
-    def _on_box(self, press, release) -> None:
-        if self.mode.value == "box" and None not in (press.xdata, release.xdata):
-            self.handle_box(press.xdata, press.ydata, release.xdata, release.ydata)
+    def _image_px(self, x: float, y: float) -> tuple[float, float]:
+        """Image px ``(x, y)`` at display px ``(x, y)`` (matplotlib's, from the bottom left), also off the image."""
+        x, y = self.axes.transData.inverted().transform((x, y))
+        return float(x), float(y)
 
     def _on_press(self, event) -> None:
-        if self.mode.value != "box" and event.inaxes is self.axes and event.xdata is not None:
-            self.handle_click(event.xdata, event.ydata)
+        if event.button == 1 and event.inaxes is self.axes:
+            self._press = (event.x, event.y)
+
+    def _on_motion(self, event) -> None:
+        toolbar = getattr(self.figure.canvas, "toolbar", None)
+        if self._press is not None and self.mode.value == "box" and toolbar is not None:
+            toolbar.draw_rubberband(event, *self._press, event.x, event.y)  # drawn by the browser alone
+
+    def _on_release(self, event) -> None:
+        if self._press is None or event.button != 1:
+            return
+        press, self._press = self._press, None
+        toolbar = getattr(self.figure.canvas, "toolbar", None)
+        if toolbar is not None:
+            toolbar.remove_rubberband()
+        end = self._image_px(event.x, event.y)
+        if self.mode.value != "box":
+            self.handle_click(*end)
+        elif max(abs(event.x - press[0]), abs(event.y - press[1])) < MIN_DRAG_PX:
+            self.status.value = "box mode: drag from one corner of the structure to the other"
+        else:
+            self.handle_box(*self._image_px(*press), *end)
 
     def _select(self, *, structure: str | None = None, frame: str | None = None) -> None:
         if structure is not None:
-            self.session.select_structure(structure)
-        if frame is not None:
-            self.session.select_frame(frame)
-        self.redraw()
+            self._gesture("structure", lambda: self.session.select_structure(structure))
+        if frame is not None:  # a frame never shown before runs the image encoder, once
+            self._gesture("frame", lambda: self.session.select_frame(frame))
 
-    def _do(self, action) -> None:
+    def _gesture(self, name: str, action) -> None:
+        """Run ``action`` on the session, then redraw; timed from now (the mouse release) to the figure drawn."""
+        start = time.perf_counter()
         try:
             action()
         except ValueError as err:  # a prompt off the image, ...: say so, keep the session as it was
             self.status.value = f"<b>not applied</b>: {err}"
             return
-        self.status.value = ""
+        model_ms = 1000 * (time.perf_counter() - start)
+        self._pending = {"gesture": name, "structure": self.session.structure, "frame": self.session.frame,
+                         "start": start, "model_ms": round(model_ms, 1)}  # fmt: skip
         self.redraw()
+
+    def _on_draw(self, _event) -> None:
+        """The canvas rendered the figure: the pending gesture's mask is on it."""
+        if self._pending is None:
+            return
+        timing, self._pending = self._pending, None
+        timing["drawn_ms"] = round(1000 * (time.perf_counter() - timing.pop("start")), 1)
+        self.timings.append(timing)
+        self.status.value = (
+            f"{timing['gesture']} ({timing['structure']}): drawn {timing['drawn_ms']:.0f} ms after the release "
+            f"(model {timing['model_ms']:.0f} ms)"
+        )
 
     def redraw(self) -> None:
         """Draw the current frame, its label map and the current structure's prompts."""

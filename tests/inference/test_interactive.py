@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -97,14 +99,35 @@ def test_ef_needs_all_four_frames(tiny_dir, patient):
         session.ejection_fraction()
 
 
+def test_each_frame_is_encoded_once_and_shared_predictors_stay_on_their_frame(tiny_dir, patient):
+    predictor = EchoPredictor.from_source(str(tiny_dir), device="cpu")
+    calls = []
+    encode = predictor.engine.encode
+    predictor.engine.encode = lambda image: calls.append(image.shape) or encode(image)
+    session = PromptSession(predictor, patient)
+    first = session.add_box([10, 10, 40, 50])
+    for case_id in (patient[1].case_id, patient[0].case_id, patient[1].case_id, patient[0].case_id):
+        session.select_frame(case_id)
+    assert len(calls) == 2 and session.encoded_frames == [patient[0].case_id, patient[1].case_id]
+    other = PromptSession(predictor, patient[2:])  # moves the shared predictor to another frame
+    assert len(calls) == 3
+    np.testing.assert_array_equal(session.add_box([10, 10, 40, 50]), first)  # decoded on its own frame
+    assert len(calls) == 3 and other.frame == patient[2].case_id
+
+
+def _mouse(widget, kind: str, x: float, y: float, button: int = 1) -> None:
+    """A matplotlib mouse event at image px ``(x, y)``, as a browser's would arrive in the kernel."""
+    from matplotlib.backend_bases import MouseEvent
+
+    dx, dy = widget.axes.transData.transform((x, y))
+    MouseEvent(kind, widget.figure.canvas, dx, dy, button)._process()
+
+
 def test_the_widget_forwards_boxes_clicks_and_undo(tmp_path, tiny_session):
     pytest.importorskip("ipywidgets")
-    import matplotlib
-
-    matplotlib.use("Agg")
     from medsam_echo.inference.widget import PromptWidget
 
-    widget = PromptWidget(tiny_session, export_dir=tmp_path / "export")
+    widget = PromptWidget(tiny_session, export_dir=tmp_path / "export", live=False)
     widget.handle_box(40, 50, 10, 10)  # dragged from the bottom-right corner
     assert tiny_session.history[-1][0] == ("box", (10.0, 10.0, 40.0, 50.0))
     widget.mode.value = "negative click"
@@ -118,6 +141,55 @@ def test_the_widget_forwards_boxes_clicks_and_undo(tmp_path, tiny_session):
     assert tiny_session.structure == "myo"
     widget.export_button.click()
     assert (tmp_path / "export" / "session.json").is_file()
+    assert "exported" in widget.status.value and "no EF yet" in widget.status.value  # one frame prompted
+    saved = json.loads((tmp_path / "export" / "widget_timings.json").read_text())
+    assert [t["gesture"] for t in saved] == ["box", "negative click", "undo", "structure"]
+
+
+def test_a_mouse_drag_is_a_box_and_a_release_is_timed_until_the_figure_is_drawn(tmp_path, tiny_session):
+    pytest.importorskip("ipywidgets")
+    from medsam_echo.inference.widget import PromptWidget
+
+    widget = PromptWidget(tiny_session, export_dir=tmp_path, live=False)
+    _mouse(widget, "button_press_event", 40, 50)
+    _mouse(widget, "motion_notify_event", 25, 30)
+    _mouse(widget, "button_release_event", 10.2, 9.8)
+    assert tiny_session.history[-1][0] == ("box", (10.0, 10.0, 40.0, 50.0))
+    timing = widget.timings[-1]
+    assert timing["gesture"] == "box" and 0 < timing["model_ms"] <= timing["drawn_ms"]
+    assert f"drawn {timing['drawn_ms']:.0f} ms after the release" in widget.status.value
+    _mouse(widget, "button_press_event", 20, 20)
+    _mouse(widget, "button_release_event", 20.4, 20.3)  # a click in box mode: not a box
+    assert len(tiny_session.history) == 1 and "drag" in widget.status.value
+    widget.mode.value = "positive click"
+    _mouse(widget, "button_press_event", 25, 30, button=3)  # not the left button
+    _mouse(widget, "button_release_event", 25, 30, button=3)
+    assert len(tiny_session.history) == 1
+    _mouse(widget, "button_press_event", 25, 30)
+    _mouse(widget, "button_release_event", 25, 30)
+    assert tiny_session.history[-1][0] == ("click", (25.0, 30.0), 1) and len(widget.timings) == 2
+
+
+def test_without_ipympl_the_figure_is_a_still_picture_with_the_install_command(tiny_session, monkeypatch):
+    pytest.importorskip("ipywidgets")
+    from medsam_echo.inference.widget import PromptWidget
+
+    monkeypatch.setitem(sys.modules, "ipympl", None)  # import ipympl fails
+    widget = PromptWidget(tiny_session)
+    assert not widget.live and 'pip install -e ".[notebooks]"' in widget.status.value
+    with pytest.raises(ImportError, match="notebooks"):
+        PromptWidget(tiny_session, live=True)
+
+
+def test_a_live_widget_leaves_the_notebooks_matplotlib_backend_as_it_was():
+    pytest.importorskip("ipympl")
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot\n"
+        "from medsam_echo.inference.widget import _ipympl\n"
+        "_ipympl(); print(matplotlib.get_backend())"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "svg"
 
 
 def test_an_epicardium_is_split_by_its_cavity_and_shown_as_myocardium_before(tmp_path, patient):

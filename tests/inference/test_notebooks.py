@@ -60,10 +60,23 @@ def test_clinician_prompting_exports_masks_and_ef(tmp_path, monkeypatch, tiny_di
         "MEDSAM_ECHO_DATA": str(camus_root),
         "MEDSAM_ECHO_EXPORT": str(export),
     }
-    execute("02_clinician_prompting.ipynb", tmp_path, env, monkeypatch)
-    record = json.loads((export / "session.json").read_text())
-    assert len(record["frames"]) == 4 and len(list(export.glob("*.nii.gz"))) == 4
+    notebook = execute("02_clinician_prompting.ipynb", tmp_path, env, monkeypatch)
+    record = json.loads((export / "from_code" / "session.json").read_text())
+    assert len(record["frames"]) == 4 and len(list((export / "from_code").glob("*.nii.gz"))) == 4
     assert set(record["clinical"]) == {"edv_ml", "esv_ml", "ef"}
+    first = "".join(o.get("text", "") for o in notebook.cells[2].outputs)
+    assert f"{camus_root} (patient0001: 2CH_ED, 2CH_ES, 4CH_ED, 4CH_ES" in first  # the study opened
+
+
+def test_clinician_prompting_opens_the_bundled_patient_without_settings(tmp_path, monkeypatch, tiny_dir):
+    """DATA = None: the synthetic patient that comes with the package, written once to the user's cache."""
+    monkeypatch.delenv("MEDSAM_ECHO_DATA", raising=False)
+    env = {"MEDSAM_ECHO_MODEL": str(tiny_dir), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    notebook = execute("02_clinician_prompting.ipynb", tmp_path, env, monkeypatch)
+    first = "".join(o.get("text", "") for o in notebook.cells[2].outputs)
+    assert "demo-camus-v1 (patient0001" in first and "true EF" in first
+    assert (tmp_path / "cache" / "medsam-echo" / "demo-camus-v1" / "database_nifti").is_dir()
+    assert len(list((tmp_path / "prompting_export" / "from_code").glob("*.nii.gz"))) == 4
 
 
 def test_benchmark_notebook_compares_two_evaluated_runs(tmp_path, monkeypatch, tiny_dir, camus_root):
