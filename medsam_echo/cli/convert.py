@@ -19,6 +19,7 @@ from medsam_echo.models.convert import save_original, save_sam
 from medsam_echo.models.errors import CheckpointError
 from medsam_echo.models.loader import load_sam
 from medsam_echo.models.profile import PROFILES, PreprocessProfile
+from medsam_echo.prompts.learned import LEARNED_PROMPTS_FILE
 
 
 def _load_for_conversion(src: str, profile: str | None) -> tuple[SamModel, PreprocessProfile, list[str]]:
@@ -37,7 +38,11 @@ def _load_for_conversion(src: str, profile: str | None) -> tuple[SamModel, Prepr
     except ValueError as err:
         raise CheckpointError(f"{found.trained_dir}: {err}") from None
     origin = f"fine-tuned weights {found.trained_dir} on {base.source}, profile {base.profile.name}"
-    return model, base.profile, [origin]
+    notes = []
+    if (found.trained_dir / LEARNED_PROMPTS_FILE).is_file():
+        notes.append(f"  note: the run's learned prompts (automatic mode) are not part of a SAM checkpoint; they stay in "
+                     f"{found.trained_dir / LEARNED_PROMPTS_FILE}")
+    return model, base.profile, [origin, *notes]
 
 
 _MODEL_FILE = re.compile(r"(config\.json|preprocessing\.json|model(-\d+-of-\d+)?\.safetensors(\.index\.json)?)$")

@@ -280,12 +280,14 @@ class EchoPredictor:
         starts = self._learned_starts(structures) if method == "tokens" else self._prior_starts(view, structures)
         results = []
         for name, start, first_boxes in starts:
-            def decode(boxes, structures=structures):
-                prediction = self._run(Prompts(structures, boxes=np.asarray(boxes)), None, False)
-                return prediction.masks, prediction.scores
+            decoded: dict[str, Prediction] = {}
+
+            def decode(boxes, structures=structures, decoded=decoded):
+                decoded["last"] = self._run(Prompts(structures, boxes=np.asarray(boxes)), None, False)
+                return decoded["last"].masks, decoded["last"].scores
 
             final = cascade(decode, start, fallback if first_boxes is None else first_boxes, n_iter)
-            prediction = self._run(Prompts(structures, boxes=final.boxes), None, False)
+            prediction = decoded["last"]  # the cascade's last pass, before the perturbed boxes of the confidence
             parts = confidence(decode, final, start, encoded.image_size)
             results.append((float(parts["confidence"].mean()), name, prediction, parts))
         _, name, prediction, parts = max(results, key=lambda item: item[0])

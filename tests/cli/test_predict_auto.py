@@ -106,3 +106,37 @@ def test_the_view_prior_start_still_works_and_is_chosen_by_name(auto_run, camus_
     assert set(np.unique(tokens.label_map)) <= {0, 1, 2, 3}
     with pytest.raises(ValueError, match="method must be one of"):
         predictor.segment(method="magic")
+
+
+def _erase(image: np.ndarray, label: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """The structures' pixels replaced by pixels drawn from the image's background (label 0)."""
+    from medsam_echo.data.sample import structure_mask
+
+    region = np.any([structure_mask(label, n) for n in names], axis=0)
+    out = image.copy()
+    out[region] = np.random.default_rng(0).choice(image[label == 0], size=int(region.sum()))
+    return out
+
+
+@pytest.mark.slow
+def test_confidence_is_higher_on_clean_cases_than_on_erased_structures_or_flipped_images(auto_run, camus_root):
+    """On the 8 val + test images: the erased structure's confidence falls (LV: cavity and myocardium erased;
+    LA), and so does a case's confidence (its weakest structure's) when the image is upside down."""
+    predictor = EchoPredictor.from_source(str(auto_run), device="cpu")
+    samples = [*CamusDataset(camus_root, split="val"), *CamusDataset(camus_root, split="test")]
+    scores: dict[str, list[dict]] = {"clean": [], "flipped": [], "no_lv": [], "no_la": []}
+    for sample in samples:
+        variants = {"clean": sample.image, "flipped": np.flipud(sample.image),
+                    "no_lv": _erase(sample.image, sample.label, ("lv_endo", "myo")),
+                    "no_la": _erase(sample.image, sample.label, ("la",))}
+        for kind, image in variants.items():
+            predictor.set_image(image, sample.spacing)
+            scores[kind].append(predictor.segment().confidence)
+
+    def mean(kind, structure=None):
+        return np.mean([c[structure] if structure else min(c.values()) for c in scores[kind]])
+
+    assert mean("no_lv", "lv_endo") < mean("clean", "lv_endo")
+    assert mean("no_lv", "myo") < mean("clean", "myo")
+    assert mean("no_la", "la") < mean("clean", "la")
+    assert mean("flipped") < mean("clean")

@@ -13,9 +13,11 @@ import pytest
 from medsam_echo.data.sample import STRUCTURES, structure_mask
 from medsam_echo.inference.automatic import (
     N_PERTURBED,
+    boxes_of,
     cascade,
     confidence,
     label_confidence,
+    main_region,
     mask_dice,
     middle_box,
     perturbed_boxes,
@@ -99,11 +101,22 @@ def test_confidence_is_high_when_prompts_agree_and_low_when_they_do_not():
     assert set(good) == {"confidence", "stability", "agreement", "predicted_iou"}
     assert good["agreement"].tolist() == [1.0, 1.0]
     assert (good["stability"] > 0.85).all()
-    np.testing.assert_allclose(good["confidence"], (good["stability"] + good["agreement"]) / 2)
+    parts = np.stack([good["stability"], good["agreement"], good["predicted_iou"]])
+    np.testing.assert_allclose(good["confidence"], parts.min(axis=0))  # every check must pass
     wrong_start = np.zeros_like(truth)
     wrong_start[:, :5, :5] = True  # the start found something else in the corner
     bad = confidence(decode, final, wrong_start, label.shape)
     assert (bad["confidence"] < good["confidence"] - 0.4).all()
+    assert good["predicted_iou"].tolist() == [0.9, 0.9]  # the oracle's IoU head
+
+
+def test_boxes_come_from_the_main_region_of_a_mask():
+    mask = np.zeros((40, 40), bool)
+    mask[10:20, 10:20] = True  # the structure, 100 px
+    mask[30:32, 35:37] = True  # a stray 4 px blob: would stretch the box to (37, 32)
+    mask[10:20, 22:28] = True  # a second half of the structure (60 px >= 20 % of 100): kept
+    assert boxes_of(mask[None], np.zeros((1, 4))).tolist() == [[10, 10, 27, 19]]
+    assert main_region(np.zeros((5, 5), bool)).sum() == 0
 
 
 def test_mask_dice_and_label_confidence():
