@@ -23,21 +23,10 @@ from medsam_echo.inference.automatic import (
     perturbed_boxes,
 )
 from medsam_echo.prompts.boxes import box_from_mask
+from tests.prompts.conftest import camus_like
 
 GROW = 4
 STRUCTS = ("lv_endo", "la")
-
-
-def _camus(shape: tuple[int, int] = (56, 40)) -> np.ndarray:
-    h, w = shape
-    yy, xx = np.mgrid[:h, :w]
-    cx, cy = w / 2, 0.45 * h
-    r = ((xx - cx) / (0.25 * w)) ** 2 + ((yy - cy) / (0.35 * h)) ** 2
-    label = np.zeros(shape, np.uint8)
-    label[(r <= 1.6) & (yy <= cy)] = 2
-    label[(r <= 1.0) & (yy <= cy)] = 1
-    label[(np.abs(xx - cx) <= 0.2 * w) & (yy > cy) & (yy <= cy + 0.25 * h)] = 3
-    return label
 
 
 def oracle_for(label: np.ndarray, structures=STRUCTS, grow: int = GROW):
@@ -58,7 +47,7 @@ def oracle_for(label: np.ndarray, structures=STRUCTS, grow: int = GROW):
 
 
 def test_the_cascade_grows_a_partial_start_mask_to_the_whole_structure():
-    label = _camus()
+    label = camus_like()
     truth = np.stack([structure_mask(label, s) for s in STRUCTS])
     start = truth.copy()
     start[:, :, : label.shape[1] // 2 + 2] = False  # only the right half of each structure was found
@@ -72,7 +61,7 @@ def test_the_cascade_grows_a_partial_start_mask_to_the_whole_structure():
 
 
 def test_an_empty_start_mask_falls_back_to_the_given_box():
-    label = _camus()
+    label = camus_like()
     start = np.zeros((2, *label.shape), bool)
     fallback = np.stack([middle_box(label.shape)] * 2)
     decode = oracle_for(label)
@@ -93,7 +82,7 @@ def test_perturbed_boxes_move_every_side_and_stay_in_the_image():
 
 
 def test_confidence_is_high_when_prompts_agree_and_low_when_they_do_not():
-    label = _camus()
+    label = camus_like()
     truth = np.stack([structure_mask(label, s) for s in STRUCTS])
     decode = oracle_for(label, grow=0)
     final = cascade(decode, truth, np.zeros((2, 4), np.int64))

@@ -42,3 +42,22 @@ def fresh_accelerate_state():
     """Accelerate keeps process-wide singletons; reset them around every in-process run."""
     yield
     reset_accelerate_state()
+
+
+class Killed(BaseException):
+    """Stands for kill -9: raised right after a checkpoint, nothing more is written."""
+
+
+def die_after_checkpoint(monkeypatch, step: int) -> None:
+    """Make the training loop raise :class:`Killed` right after it saved the checkpoint of ``step``."""
+    from medsam_echo.training import loop
+
+    real = loop.save_checkpoint
+
+    def save_then_die(accelerator, output_dir, progress, **kwargs):
+        path = real(accelerator, output_dir, progress, **kwargs)
+        if progress.step == step:
+            raise Killed
+        return path
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)

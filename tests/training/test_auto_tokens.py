@@ -9,17 +9,12 @@ from safetensors.torch import load_file
 
 from medsam_echo.cli.train import main as train_main
 from medsam_echo.prompts.learned import LEARNED_PROMPTS_FILE, load_learned_prompts
-from medsam_echo.training import loop
 from medsam_echo.training.run_folder import RunFolder
-from tests.training.conftest import REPO, reset_accelerate_state, tiny_overrides
+from tests.training.conftest import REPO, Killed, die_after_checkpoint, reset_accelerate_state, tiny_overrides
 
 QUICKSTART = str(REPO / "configs" / "quickstart_scratch.yaml")
 SHORT = ("data.max_train_samples=4", "train.max_steps=3", "train.epochs=100", "train.save_every_steps=1",
          "auto.mode=tokens")
-
-
-class _Killed(BaseException):
-    """Stands for kill -9 right after a checkpoint."""
 
 
 def _args(camus_root, out, *extra):
@@ -37,20 +32,12 @@ def test_learned_prompts_train_resume_exactly_and_are_saved_with_the_model(camus
     record = RunFolder(straight).metrics()[-1]
     assert 0 <= record["val_auto_dice"] <= 1
 
-    real = loop.save_checkpoint
-
-    def save_then_die(accelerator, output_dir, progress, **kwargs):
-        path = real(accelerator, output_dir, progress, **kwargs)
-        if progress.step == 2:
-            raise _Killed
-        return path
-
     out = tmp_path / "resumed"
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(_Killed):
-        train_main(_args(camus_root, out))
+    with monkeypatch.context() as patch:
+        die_after_checkpoint(patch, 2)
+        with pytest.raises(Killed):
+            train_main(_args(camus_root, out))
     reset_accelerate_state()
-    monkeypatch.setattr(loop, "save_checkpoint", real)
     assert train_main(_args(camus_root, out, "--resume")) == 0
     resumed = load_file(str(out / "model" / LEARNED_PROMPTS_FILE))
     expected = load_file(str(straight / "model" / LEARNED_PROMPTS_FILE))

@@ -8,18 +8,13 @@ import torch
 from safetensors.torch import load_file
 
 from medsam_echo.cli.train import main as train_main
-from medsam_echo.training import loop
 from medsam_echo.training.run_folder import RunFolder
-from tests.training.conftest import REPO, reset_accelerate_state, tiny_overrides
+from tests.training.conftest import REPO, Killed, die_after_checkpoint, reset_accelerate_state, tiny_overrides
 
 QUICKSTART = str(REPO / "configs" / "quickstart_scratch.yaml")
 # 4 training images in batches of 2: 2 steps an epoch, 5 steps cross two epoch boundaries.
 SHORT = ("data.max_train_samples=4", "train.max_steps=5", "train.epochs=100", "train.save_every_steps=1",
          "train.eval_every_epochs=2")
-
-
-class _Killed(BaseException):
-    """Stands for kill -9: raised right after a checkpoint, nothing more is written."""
 
 
 def _args(camus_root, out, *extra):
@@ -36,21 +31,13 @@ def straight(camus_root, tmp_path_factory):
 
 @pytest.mark.parametrize("stop_after", [2, 3], ids=["epoch-boundary", "mid-epoch-1"])
 def test_resume_after_any_checkpoint_is_bit_identical(straight, camus_root, tmp_path, monkeypatch, stop_after):
-    real = loop.save_checkpoint
-
-    def save_then_die(accelerator, output_dir, progress, **kwargs):
-        path = real(accelerator, output_dir, progress, **kwargs)
-        if progress.step == stop_after:
-            raise _Killed
-        return path
-
     out = tmp_path / "run"
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(_Killed):
-        train_main(_args(camus_root, out))
+    with monkeypatch.context() as patch:
+        die_after_checkpoint(patch, stop_after)
+        with pytest.raises(Killed):
+            train_main(_args(camus_root, out))
     assert not (out / "model").exists()
     reset_accelerate_state()
-    monkeypatch.setattr(loop, "save_checkpoint", real)
     assert train_main(_args(camus_root, out, "--resume")) == 0
     for which in ("model", "best"):
         expected = load_file(str(straight / which / "trained.safetensors"))
