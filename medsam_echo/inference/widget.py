@@ -118,7 +118,8 @@ class PromptWidget:
         self.export_button.on_click(lambda _: self.export())
         self.container = w.VBox(
             [
-                w.HBox([self.mode, self.structure, self.frame]),
+                self.mode,
+                w.HBox([self.structure, self.frame]),
                 w.HBox([self.undo_button, self.clear_button, self.export_button]),
                 self.status,
             ]

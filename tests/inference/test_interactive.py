@@ -115,6 +115,20 @@ def test_each_frame_is_encoded_once_and_shared_predictors_stay_on_their_frame(ti
     assert len(calls) == 3 and other.frame == patient[2].case_id
 
 
+def test_a_prompt_is_decoded_on_the_sessions_threads_and_torchs_setting_comes_back(tiny_dir, patient):
+    import torch
+
+    predictor = EchoPredictor.from_source(str(tiny_dir), device="cpu")
+    seen = []
+    decode = predictor.engine.decode
+    predictor.engine.decode = lambda *a, **k: seen.append(torch.get_num_threads()) or decode(*a, **k)
+    before = torch.get_num_threads()
+    session = PromptSession(predictor, patient, decoder_threads=before + 1)
+    session.add_box([10, 10, 40, 50])
+    session.add_click(20, 30, positive=False)
+    assert seen == [before + 1, before + 1] and torch.get_num_threads() == before
+
+
 def _mouse(widget, kind: str, x: float, y: float, button: int = 1) -> None:
     """A matplotlib mouse event at image px ``(x, y)``, as a browser's would arrive in the kernel."""
     from matplotlib.backend_bases import MouseEvent

@@ -72,11 +72,12 @@ def test_clinician_prompting_opens_the_bundled_patient_without_settings(tmp_path
     """DATA = None: the synthetic patient that comes with the package, written once to the user's cache."""
     monkeypatch.delenv("MEDSAM_ECHO_DATA", raising=False)
     env = {"MEDSAM_ECHO_MODEL": str(tiny_dir), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    notebook = execute("02_clinician_prompting.ipynb", tmp_path, env, monkeypatch)
+    (tmp_path / "notebooks").mkdir()
+    notebook = execute("02_clinician_prompting.ipynb", tmp_path / "notebooks", env, monkeypatch)
     first = "".join(o.get("text", "") for o in notebook.cells[2].outputs)
     assert "demo-camus-v1 (patient0001" in first and "true EF" in first
     assert (tmp_path / "cache" / "medsam-echo" / "demo-camus-v1" / "database_nifti").is_dir()
-    assert len(list((tmp_path / "prompting_export" / "from_code").glob("*.nii.gz"))) == 4
+    assert len(list((tmp_path / "runs" / "prompting_export" / "from_code").glob("*.nii.gz"))) == 4
 
 
 def test_benchmark_notebook_compares_two_evaluated_runs(tmp_path, monkeypatch, tiny_dir, camus_root):
