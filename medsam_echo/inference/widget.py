@@ -231,7 +231,7 @@ class PromptWidget:
                 self.axes.plot([x], [y], marker="o", color="lime" if label else "red", markersize=6)
         self.axes.set_title(f"{session.frame}: {session.structure} ({len(session.history)} actions)")
         self.axes.set_axis_off()
-        self.figure.canvas.draw_idle()
+        self.figure.canvas.draw()  # ipympl sends it at once (draw_idle waits for the browser to ask)
 
 
 def _rectangle(x0: float, y0: float, x1: float, y1: float):
