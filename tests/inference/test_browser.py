@@ -104,6 +104,8 @@ def lab(tools, tmp_path, out_dir, monkeypatch):
         JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "lab-workspaces"),
         JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
+        JUPYTER_DATA_DIR=str(tmp_path / "jupyter-data"),  # the user's own Jupyter files stay untouched
+        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
         IPYTHONDIR=str(tmp_path / "ipython"),
     )
     monkeypatch.setenv("XDG_CACHE_HOME", env["XDG_CACHE_HOME"])  # the test reads the same patient
