@@ -39,7 +39,7 @@ from medsam_echo.inference.interactive import PromptSession
 from medsam_echo.inference.study import open_study
 from medsam_echo.prompts.boxes import box_from_mask
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # about 4 min: run with the slow tests (CI: pytest -m slow)
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_clinician_prompting.ipynb"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 RUN_ALL_TIMEOUT_S = 600  # the whole notebook, LiteMedSAM on 2 busy cores included
