@@ -142,7 +142,7 @@ def _frame_order(n: int, prompts: CinePrompts | None) -> list[list[int]]:
 def _segment_frame(predictor, prompts: CinePrompts | None, t: int, previous: np.ndarray | None, view):
     """``(label map, mean predicted IoU)`` of the current frame ``t`` (px of the cropped frame)."""
     if prompts is None:
-        seg = predictor.segment(view=view)
+        seg = predictor.segment(view=view, with_confidence=False)  # every frame: predicted IoU only
         return seg.label_map, float(np.mean(seg.prediction.scores))
     entries = prompts.for_frame(t)
     if previous is not None and not min(prompts.keys) <= t <= max(prompts.keys):

@@ -253,6 +253,7 @@ class EchoPredictor:
         structures: Sequence[str] | None = None,
         n_iter: int = 2,
         method: str | None = None,
+        with_confidence: bool = True,
     ) -> Segmentation:
         """Automatic mode: a label map and a per-structure confidence from the current image alone.
 
@@ -267,6 +268,9 @@ class EchoPredictor:
             n_iter: box-prompted decoder passes after the start.
             method: ``"tokens"`` (learned prompts; the default when the model has them) or
                 ``"view-prior"`` (the default otherwise).
+            with_confidence: ``False`` skips the confidence's extra decoder passes (cine loops segment every
+                frame and use the predicted IoU only): ``confidence`` is then empty, ``parts`` holds
+                ``predicted_iou``, and the view prior's view is chosen by the mean predicted IoU.
 
         Raises:
             RuntimeError: ``tokens`` for a model without learned prompts, or ``view-prior`` without a prior.
@@ -288,12 +292,16 @@ class EchoPredictor:
 
             final = cascade(decode, start, fallback if first_boxes is None else first_boxes, n_iter)
             prediction = decoded["last"]  # the cascade's last pass, before the perturbed boxes of the confidence
-            parts = confidence(decode, final, start, encoded.image_size)
-            results.append((float(parts["confidence"].mean()), name, prediction, parts))
+            if with_confidence:
+                parts = confidence(decode, final, start, encoded.image_size)
+            else:
+                parts = {"predicted_iou": np.clip(np.asarray(final.scores, np.float64), 0.0, 1.0)}
+            rank = parts["confidence"] if with_confidence else parts["predicted_iou"]
+            results.append((float(rank.mean()), name, prediction, parts))
         _, name, prediction, parts = max(results, key=lambda item: item[0])
         self.last = prediction
         scores = {part: dict(zip(structures, values.tolist(), strict=True)) for part, values in parts.items()}
-        return Segmentation(prediction.label_map(), name, prediction, method, scores["confidence"], scores)
+        return Segmentation(prediction.label_map(), name, prediction, method, scores.get("confidence", {}), scores)
 
     @property
     def automatic_method(self) -> str:

@@ -240,3 +240,18 @@ def test_lv_epi_predictions_fuse_into_a_camus_label_map(tiny_dir, camus_root):
         np.testing.assert_array_equal((labels == 1)[~la], endo[~la])
         seen |= set(np.unique(labels).tolist())
     assert seen == {0, 1, 2, 3}
+
+
+def test_segment_without_confidence_skips_the_extra_decoder_passes(tiny_dir, echo_image):
+    boxes = {"lv_endo": [0.2, 0.1, 0.7, 0.6], "myo": [0.1, 0.05, 0.8, 0.65], "la": [0.25, 0.6, 0.75, 0.95]}
+    predictor = EchoPredictor.from_source(str(tiny_dir), device="cpu", view_prior=_prior({"4CH": boxes}))
+    predictor.set_image(echo_image)
+    calls = []
+    run = predictor._run
+    predictor._run = lambda *args: calls.append(1) or run(*args)
+    full = predictor.segment(view="4CH")
+    n_full, calls[:] = len(calls), []
+    fast = predictor.segment(view="4CH", with_confidence=False)
+    assert len(calls) == n_full - 4  # the four perturbed-box decodes of the confidence
+    np.testing.assert_array_equal(fast.label_map, full.label_map)
+    assert fast.confidence == {} and set(fast.parts) == {"predicted_iou"}
