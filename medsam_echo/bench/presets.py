@@ -93,6 +93,8 @@ class PeerPreset:
         encoder_batch: batch of the encoder-inference comparison.
         encoder_rounds: its interleaved rounds.
         compile: also time a ``torch.compile``'d encoder.
+        onnx: also export the model and time onnxruntime's encoder beside ours (CPU runs with the ``onnx``
+            extra; :mod:`medsam_echo.bench.onnx_bench`).
         cache_images, cache_batch: the frozen-encoder epoch that compares recomputing with the cache.
         num_workers: the engine's ``data.num_workers`` (the peer loads in the main process, as ``fit``).
         synthetic_size: ``(H, W)`` px of the synthetic echo images (resized to 256 px).
@@ -106,6 +108,7 @@ class PeerPreset:
     encoder_batch: int = 4
     encoder_rounds: int = 3
     compile: bool = False
+    onnx: bool = True
     cache_images: int = 32
     cache_batch: int = 4
     num_workers: int = 0

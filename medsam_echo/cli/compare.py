@@ -19,7 +19,9 @@ def main(argv: list[str]) -> int:
     add("runs", nargs="+", type=Path, metavar="EVAL_DIR",
         help="`medsam-echo evaluate` output folders; the first is the reference of the differences")
     add("--names", nargs="+", metavar="NAME", help="one display name per EVAL_DIR (default: folder names)")
-    add("--out", required=True, type=Path, metavar="REPORT.md", help="markdown report; PNGs go beside it")
+    add("--out", required=True, metavar="REPORT.md",
+        help="markdown report (PNGs go beside it), or a folder for FOLDER/comparison.md; never replaces a file "
+             "compare did not write")  # fmt: skip
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error("give at least two EVAL_DIR folders to compare")
@@ -31,14 +33,17 @@ def main(argv: list[str]) -> int:
     if len(set(names)) < len(names):
         parser.error("two runs have the same name; pass distinct --names")
 
-    from medsam_echo.evaluation.compare import load_run, write_comparison
+    from medsam_echo.evaluation.compare import check_report_out, load_run, report_path, write_comparison
 
     try:
+        check_report_out(report_path(args.out))  # before reading anything
         runs = [load_run(path, name) for path, name in zip(args.runs, names, strict=True)]
         report = write_comparison(runs, args.out)
-    except (FileNotFoundError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError) as err:
         print(f"medsam-echo compare: error: {err}", file=sys.stderr)
         return 1
+    for line in report.warnings:
+        print(f"medsam-echo compare: warning: {line}", file=sys.stderr)
     print(f"wrote {report.path}")
     for path in report.figures:
         print(f"wrote {path}")

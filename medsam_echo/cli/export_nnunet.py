@@ -33,6 +33,10 @@ def main(argv: list[str]) -> int:
     add("--overwrite", action="store_true",
         help="write into a non-empty dataset folder, replacing only the files this export writes")
     args = parser.parse_args(argv)
+    if args.split_folds < 2:  # checked before anything is written (no half-written dataset)
+        parser.error(f"--split-folds {args.split_folds}: need at least 2 folds (val = fold 0 of K)")
+    if not 1 <= args.dataset_id <= 999:
+        parser.error(f"--dataset-id {args.dataset_id}: nnU-Net dataset ids are 1..999")
 
     from medsam_echo.data.nnunet import export_nnunet, nnunet_commands
     from medsam_echo.data.open import open_dataset
@@ -45,7 +49,7 @@ def main(argv: list[str]) -> int:
             overwrite=args.overwrite, n_folds=args.split_folds, seed=args.split_seed or 0,
             description=f"exported by medsam-echo export-nnunet from {args.data}",
         )
-    except DataError as err:
+    except (DataError, ValueError, OSError) as err:
         print(f"medsam-echo export-nnunet: error: {err}", file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - start

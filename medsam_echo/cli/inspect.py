@@ -47,6 +47,8 @@ def main(argv: list[str]) -> int:
         info = describe(args.src, args.profile)
     except CheckpointError as err:
         parser.exit(1, f"error: {err}\n")
+    except (KeyError, ValueError, TypeError, EOFError, OSError, RuntimeError) as err:  # an unpickler's raw error
+        parser.exit(1, f"error: {args.src}: not a readable checkpoint ({type(err).__name__}: {err})\n")
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

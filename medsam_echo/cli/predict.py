@@ -32,6 +32,11 @@ segments every frame of each cine loop, finds ED / ES and the EF (biplane Simpso
 writes per loop label maps, an area-curve CSV and plot, an overlay GIF and a DICOM SEG, and
 ``summary.json`` (see :mod:`medsam_echo.inference.exam`). Prompts may be keyed by file name or view and
 given on key frames (``{"2CH": {"0": [...], "7": [...]}}``).
+
+No mode replaces a file it did not write, and none writes into its inputs: ``--out`` inside the dataset
+(dataset mode), equal to an input folder (file mode) or inside one (DICOM mode) is refused before anything
+is computed; so is an ``--out`` holding files of the outputs' names that an earlier run of the same mode
+did not write (dataset mode: a folder without the ``predict.json`` of an earlier dataset-mode run).
 """
 
 from __future__ import annotations
@@ -91,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--structures", nargs="+", choices=sorted(STRUCTURES), help="default: the run's training structures")
     add("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add("--engine", choices=("torch", "onnx"), default="torch",
+        help="torch (default) or onnx: onnxruntime on the CPU (an `export-onnx` folder, or any model exported first)")
     return parser
 
 
@@ -107,8 +114,45 @@ def _is_dicom_input(inputs: list[Path]) -> bool:
     return False
 
 
+def _check_dataset_out(out: Path, root: Path, split: str) -> None:
+    """Refuse an ``--out`` inside the dataset, or holding label-map names an earlier predict did not write."""
+    import json
+
+    from medsam_echo.data.open import open_dataset
+    from medsam_echo.evaluation.evaluate import PROTOCOL_FILE
+
+    folder = root.resolve() if root.is_dir() else root.resolve().parent  # a COCO file: the images beside it
+    target = out.resolve()
+    if target == folder or folder in target.parents:
+        raise DataError(f"--out {out}: is {'the' if target == folder else 'inside the'} dataset {root}; the label "
+                        "maps could replace its images or labels: choose a folder outside it")  # fmt: skip
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: is a file, not a folder; choose a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        protocol = json.loads((out / PROTOCOL_FILE).read_text())
+    except (OSError, ValueError):
+        protocol = None
+    if isinstance(protocol, dict) and {"model", "split", "prompt", "cases"} <= set(protocol):
+        return  # an earlier dataset-mode run's folder: its label maps are replaced
+    names = [f"{case}.nii.gz" for case in open_dataset(root, split).cases]
+    names += [PROTOCOL_FILE, "confidence.csv", "review.csv"]
+    clash = next((name for name in names if (out / name).exists()), None)
+    if clash is not None:
+        raise DataError(f"{out / clash}: exists and was not written by medsam-echo predict (no {PROTOCOL_FILE} of "
+                        "a dataset-mode run there); refusing to overwrite it (choose another --out)")  # fmt: skip
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.review_below is not None and not 0.0 <= args.review_below <= 1.0:  # NaN fails too
+        print(f"medsam-echo predict: error: --review-below {args.review_below}: expected a confidence in 0..1",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.batch_size < 1:
+        print(f"medsam-echo predict: error: --batch-size {args.batch_size}: expected 1 or more", file=sys.stderr)
+        return 2
     if args.input is not None and args.prompts is None:
         print(
             "medsam-echo predict: error: file mode (--input) needs --prompts PROMPTS.json or auto",
@@ -121,11 +165,19 @@ def main(argv: list[str]) -> int:
               "(--prompt auto, or --prompts auto with --input)", file=sys.stderr)
         return 2
     try:
+        dicom = args.input is not None and _is_dicom_input(args.input)
+        if args.data is not None:
+            _check_dataset_out(args.out, args.data, args.split)
+        elif dicom:
+            from medsam_echo.inference.exam import check_out_folder
+
+            check_out_folder(args.out, args.input)  # before the model is loaded
         predictor = EchoPredictor.from_source(
             args.model,
             device=args.device,
             view_prior=args.view_prior,
             structures=tuple(args.structures) if args.structures else None,
+            engine=args.engine,
         )
         if args.data is not None:
             n = predict_dataset(
@@ -141,7 +193,7 @@ def main(argv: list[str]) -> int:
                 review_below=args.review_below,
             )
             print(f"wrote {n} label maps to {args.out}")
-        elif _is_dicom_input(args.input):
+        elif dicom:
             from medsam_echo.inference.exam import predict_exam
 
             path = predict_exam(predictor, args.input, args.prompts, args.out, views=args.views,
@@ -151,7 +203,7 @@ def main(argv: list[str]) -> int:
             path = predict_files(predictor, args.input, args.prompts, args.out, args.view,
                                  auto_method=args.auto_method, review_below=args.review_below)
             print(f"wrote label maps, overlays and {path}")
-    except (DataError, ValueError, KeyError, RuntimeError, FileNotFoundError, ImportError) as err:
+    except (DataError, ValueError, KeyError, RuntimeError, OSError, ImportError) as err:
         print(f"medsam-echo predict: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -24,6 +24,9 @@ from medsam_echo.data.synthetic import SyntheticCine, make_cine, random_heart
 COMPRESSIONS = ("none", "rle", "jpeg")
 SPACING_FORMS = ("region", "pixel_spacing", "none")
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"  # single frame
+SC_MULTIFRAME_BYTE = "1.2.840.10008.5.1.4.1.1.7.2"  # Multi-frame Grayscale Byte Secondary Capture
+FRAME_TIME, FRAME_LABEL_VECTOR = 0x00181063, 0x00182002  # Frame Increment Pointer targets
 MARGIN = (16, 6)  # (top, sides) px of the canvas around the sector region: room for burned-in text
 
 
@@ -42,7 +45,11 @@ def write_us_cine(
     modality: str = "US",
     study_uid: str | None = None,
 ) -> Path:
-    """Write ``frames`` ``(T, H, W)`` uint8 grey as a US Multi-frame DICOM file.
+    """Write ``frames`` ``(T, H, W)`` uint8 grey as a US Multi-frame DICOM file (US Image for ``T`` = 1).
+
+    Every file passes dciodvfy (dicom3tools) without error: Type 2 attributes the generator knows nothing
+    of (Laterality, Patient Orientation ...) are present and empty, and a loop without a frame time steps
+    through its frames by a Frame Label Vector (frame numbers), not by an invented Frame Time.
 
     Args:
         path: the file to write.
@@ -54,7 +61,8 @@ def write_us_cine(
             last) with R peaks at these times (ms).
         description: Series Description (e.g. ``"Apical 4CH"``, where readers find the view).
         compression: ``"none"``, ``"rle"`` or ``"jpeg"`` (baseline, YBR_FULL_422 colour).
-        modality: ``"US"``; anything else writes a Secondary Capture (a non-ultrasound file for tests).
+        modality: ``"US"``; anything else writes a Multi-frame Grayscale Byte Secondary Capture (a
+            non-ultrasound file for tests).
         study_uid: Study Instance UID shared by an exam's files; default a new one.
     """
     if compression not in COMPRESSIONS or spacing_as not in SPACING_FORMS:
@@ -72,7 +80,12 @@ def write_us_cine(
         ds.PixelSpacing = [f"{spacing[1]:.10g}", f"{spacing[0]:.10g}"]  # (row, column) = (sy, sx)
     if frame_time_ms is not None:
         ds.FrameTime = f"{frame_time_ms:.10g}"
-        ds.FrameIncrementPointer = 0x00181063
+    if "NumberOfFrames" in ds:
+        if frame_time_ms is not None:
+            ds.FrameIncrementPointer = FRAME_TIME
+        else:  # a multi-frame image needs a Frame Increment Pointer; with no timing, the frame numbers
+            ds.FrameIncrementPointer = FRAME_LABEL_VECTOR
+            ds.FrameLabelVector = [str(t + 1) for t in range(len(frames))]
     if r_waves_ms is not None:
         ds.RWaveTimeVector = [float(t) for t in r_waves_ms]
     if ecg_r_waves_ms is not None:
@@ -88,9 +101,12 @@ def write_us_cine(
 def _base_dataset(frames: np.ndarray, modality: str, description: str, study_uid: str | None):
     pydicom_module()  # the error naming the extra when pydicom is missing
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    sop_class = US_MULTIFRAME if modality == "US" else SecondaryCaptureImageStorage
+    if modality == "US":
+        sop_class = US_MULTIFRAME if len(frames) > 1 else US_IMAGE
+    else:
+        sop_class = SC_MULTIFRAME_BYTE
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = sop_class
@@ -104,7 +120,15 @@ def _base_dataset(frames: np.ndarray, modality: str, description: str, study_uid
     ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = now.strftime("%Y%m%d"), "120000", "1", ""
     ds.ReferringPhysicianName, ds.Manufacturer = "", "medsam-echo synthetic"
     ds.ContentDate, ds.ContentTime = ds.StudyDate, ds.StudyTime
-    ds.NumberOfFrames, ds.Rows, ds.Columns = frames.shape
+    ds.Laterality, ds.PatientOrientation = "", ""  # Type 2C: unknown, present and empty
+    if modality == "US":
+        ds.ImageType = ["DERIVED", "PRIMARY", "CARDIAC"]  # US Image module, Type 2
+    else:
+        ds.ConversionType, ds.BurnedInAnnotation = "WSD", "NO"  # SC Equipment / SC Multi-frame Image
+        ds.PresentationLUTShape, ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "IDENTITY", "0", "1", "US"
+    ds.Rows, ds.Columns = frames.shape[1:]
+    if sop_class != US_IMAGE:
+        ds.NumberOfFrames = len(frames)
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     return ds
@@ -160,7 +184,7 @@ def _set_pixels(ds, frames: np.ndarray, compression: str) -> None:
     from pydicom.uid import JPEGBaseline8Bit, RLELossless
 
     if compression == "rle":
-        ds.compress(RLELossless, frames)
+        ds.compress(RLELossless, frames if "NumberOfFrames" in ds else frames[0])
     elif compression == "jpeg":
         ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
         ds.PixelData = encapsulate([_jpeg(frame) for frame in frames])

@@ -168,6 +168,65 @@ def biplane_ef(frames: Mapping[tuple[str, str], tuple[np.ndarray, tuple[float, f
     return {"edv_ml": edv, "esv_ml": esv, "ef": ejection_fraction(edv, esv)}
 
 
+# Cross-checks on a biplane EF (:func:`ef_checks`). Tolerances, checked on the expert contours of the camus224
+# training subgroup (400 patients): the LV long axis at ES over that at ED spans 0.62-1.00 per view (systolic
+# long-axis shortening; an ES axis longer than the ED one is a segmentation error), and the 2CH axis over the
+# 4CH one spans 0.68-1.50 at one phase (that copy lost each image's aspect ratio in its resize to 224 px, so
+# its px lengths differ between views more than true mm lengths do; on data with true spacing the two
+# apical lengths agree within about 10-20 % when neither view is foreshortened).
+AXIS_ES_ED_RANGE = (0.6, 1.05)  # L_ES / L_ED per view: no expert pair of camus224's training subgroup outside
+AXIS_VIEW_TOLERANCE = 0.35  # |L_2CH - L_4CH| / min(L_2CH, L_4CH) at one phase: 1.5 % of expert pairs beyond
+EF_CHECKS: tuple[str, ...] = (
+    "volume_missing",  # a view without LV cavity: no volume
+    "ef_out_of_range",  # EF not within [0, 100] %
+    "esv_not_below_edv",  # ESV >= EDV
+    "axis_es_vs_ed",  # L_ES / L_ED outside AXIS_ES_ED_RANGE in a view
+    "axis_2ch_vs_4ch",  # the two views' long axes differ by more than AXIS_VIEW_TOLERANCE at a phase
+)
+
+
+def ef_checks(
+    frames: Mapping[tuple[str, str], tuple[np.ndarray, tuple[float, float]]], result: Mapping[str, float] | None = None
+) -> list[str]:
+    """The :data:`EF_CHECKS` a patient's biplane EF fails; ``[]`` when its EF can be trusted as a number.
+
+    Args:
+        frames: ``{(view, phase): (label map (H, W), (sx, sy) mm)}`` for the four ``BIPLANE_FRAMES``.
+        result: :func:`biplane_ef` of ``frames`` (computed when ``None``).
+
+    Returns:
+        The failed checks' names, in :data:`EF_CHECKS` order.
+    """
+    result = result if result is not None else biplane_ef(frames)
+    edv, esv, ef = (result[k] for k in ("edv_ml", "esv_ml", "ef"))
+    if not (np.isfinite(edv) and np.isfinite(esv)):
+        return ["volume_missing"]
+    failed = []
+    if not (np.isfinite(ef) and 0.0 <= ef <= 100.0):
+        failed.append("ef_out_of_range")
+    if esv >= edv:
+        failed.append("esv_not_below_edv")
+    lengths = {key: disk_diameters(*frames[key])[1] for key in BIPLANE_FRAMES}
+    low, high = AXIS_ES_ED_RANGE
+    ratios = [lengths[(v, "ES")] / lengths[(v, "ED")] if lengths[(v, "ED")] > 0 else np.inf for v in ("2CH", "4CH")]
+    if any(not low <= r <= high for r in ratios):
+        failed.append("axis_es_vs_ed")
+    for phase in ("ED", "ES"):
+        a, b = lengths[("2CH", phase)], lengths[("4CH", phase)]
+        if min(a, b) <= 0 or abs(a - b) / min(a, b) > AXIS_VIEW_TOLERANCE:
+            failed.append("axis_2ch_vs_4ch")
+            break
+    return failed
+
+
+def format_ef(ef: float, flags: Sequence[str]) -> str:
+    """An EF for people: ``"57.3 %"``, or with failed checks ``"57.3 % (unreliable: esv_not_below_edv)"``;
+    ``"n/a (volume_missing)"`` without a value. A flagged EF is never shown as a plain number."""
+    if not np.isfinite(ef):
+        return f"n/a ({', '.join(flags) or 'no volume'})"
+    return f"{ef:.1f} %" + (f" (unreliable: {', '.join(flags)})" if flags else "")
+
+
 def agreement(pred: Sequence[float], ref: Sequence[float]) -> dict[str, float]:
     """Agreement of paired measurements (e.g. EF of prediction vs ground truth, per patient).
 

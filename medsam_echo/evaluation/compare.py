@@ -10,6 +10,11 @@ It reads each folder's ``summary.json``, ``metrics.csv`` and ``clinical.csv`` an
 - agreement of EF, EDV and ESV with the ground truth per run (correlation, bias, SD, limits of agreement
   ``bias +- 1.96 SD``, MAE);
 - Bland-Altman figures, one panel per run (EF; EDV and ESV), as PNG files next to the report.
+
+It never replaces a file it did not write: an existing report is replaced only when it is an earlier
+comparison (its first line is :data:`MARKER`), and its PNGs only then; ``out`` may be a folder (the report
+is then ``comparison.md`` inside it). Everything is checked before anything is written. Two runs with
+no case in common give no paired differences, and the report and ``ComparisonReport.warnings`` say so.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ METRIC_COLUMNS = ("dice", "hd95_mm", "mad_mm")
 METRIC_NAMES = {"dice": "Dice", "hd95_mm": "HD95 (mm)", "mad_mm": "MAD (mm)", "hd_mm": "HD (mm)"}
 CLINICAL = {"ef": ("EF", "%"), "edv_ml": ("EDV", "mL"), "esv_ml": ("ESV", "mL")}
 FIGURES = {"ef_bland_altman": (("ef", "%"),), "volumes_bland_altman": (("edv_ml", "mL"), ("esv_ml", "mL"))}
+MARKER = "<!-- written by medsam-echo compare -->"
+REPORT_IN_FOLDER = "comparison.md"
 CI_METHOD = (
     "two-sided 95 % Student t-interval on the paired per-case differences, "
     "mean ± t(0.975, n − 1) · SD / √n (SD with n − 1)"
@@ -54,6 +61,7 @@ class ComparisonReport:
     markdown: str
     tables: str  # the report without the figure links (for display where the PNGs are not beside it)
     figures: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -78,12 +86,19 @@ def load_run(directory: str | Path, name: str | None = None) -> EvaluatedRun:
     summary_path = directory / "summary.json"
     if not summary_path.is_file():
         raise FileNotFoundError(f"{summary_path}: missing; run `medsam-echo evaluate ... --out {directory}`")
-    return EvaluatedRun(
-        name or directory.name,
-        json.loads(summary_path.read_text()),
-        _read_csv(directory / "metrics.csv"),
-        _read_csv(directory / "clinical.csv"),
-    )
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{summary_path}: not readable JSON ({err}); is {directory} an evaluate output folder?") from err
+    if not isinstance(summary, dict) or not isinstance(summary.get("structures"), dict):
+        raise ValueError(f"{summary_path}: not the summary of `medsam-echo evaluate` (no 'structures' table); "
+                         f"is {directory} an evaluate output folder?")  # fmt: skip
+    metrics = _read_csv(directory / "metrics.csv")
+    missing = {"case", "structure", *METRIC_COLUMNS} - set(metrics[0] if metrics else {"case", "structure", *METRIC_COLUMNS})
+    if missing:
+        raise ValueError(f"{directory / 'metrics.csv'}: no column {sorted(missing)[0]!r}; is {directory} an "
+                         "evaluate output folder?")  # fmt: skip
+    return EvaluatedRun(name or directory.name, summary, metrics, _read_csv(directory / "clinical.csv"))
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -242,18 +257,70 @@ def render_comparison(runs: Sequence[EvaluatedRun], figures: Sequence[str] = ())
     return "\n".join(lines)
 
 
-def write_comparison(runs: Sequence[EvaluatedRun], out: str | Path) -> ComparisonReport:
-    """Write the report ``out`` (markdown) and its Bland-Altman PNGs ``<out stem>_<figure>.png`` beside it.
-
-    Files are written atomically; nothing else in the folder is touched. Returns a :class:`ComparisonReport`.
-    """
+def report_path(out: str | Path) -> Path:
+    """The report ``out`` names: ``out`` itself, or ``out/comparison.md`` when ``out`` is a folder (an
+    existing one, or a name ending in a path separator)."""
+    text = str(out)
     out = Path(out)
+    return out / REPORT_IN_FOLDER if out.is_dir() or text.endswith(("/", "\\")) else out
+
+
+def figure_paths(report: Path) -> dict[str, Path]:
+    """``{figure name: PNG path}`` beside the report."""
+    return {name: report.parent / f"{report.stem}_{name}.png" for name in FIGURES}
+
+
+def check_report_out(report: Path) -> None:
+    """Refuse a report path that would replace something :func:`write_comparison` did not write."""
+    if report.suffix.lower() != ".md":
+        raise ValueError(f"--out {report}: the report is markdown; name it REPORT.md (or give a folder)")
+    if report.is_dir():
+        raise ValueError(f"--out {report}: is a folder")
+    ours = report.is_file() and _is_ours(report)
+    if report.exists() and not ours:
+        raise ValueError(f"{report}: exists and was not written by medsam-echo compare; refusing to overwrite "
+                         "it (choose another --out)")  # fmt: skip
+    for path in figure_paths(report).values():
+        if path.exists() and not ours:
+            raise ValueError(f"{path}: exists and was not written by a comparison at {report}; refusing to "
+                             "overwrite it (choose another --out)")  # fmt: skip
+
+
+def _is_ours(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8") as stream:
+            return stream.readline().strip() == MARKER
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def common_case_warnings(runs: Sequence[EvaluatedRun]) -> list[str]:
+    """A line per run that shares no scored case with the reference (no paired difference possible)."""
+    ref = {str(row["case"]) for row in runs[0].metrics}
+    return [f"{run.name} and {runs[0].name} have no case in common: no paired differences"
+            for run in runs[1:] if not ref & {str(row["case"]) for row in run.metrics}]  # fmt: skip
+
+
+def write_comparison(runs: Sequence[EvaluatedRun], out: str | Path) -> ComparisonReport:
+    """Write the report ``out`` (markdown; a folder: ``out/comparison.md``) and its Bland-Altman PNGs
+    ``<report stem>_<figure>.png`` beside it.
+
+    Files are written atomically; nothing else in the folder is touched, and nothing the command did not
+    write is replaced (module docstring). Returns a :class:`ComparisonReport`.
+
+    Raises:
+        ValueError: the report or a PNG path holds a file of someone else (nothing is written then).
+    """
+    out = report_path(out)
+    check_report_out(out)
+    warnings = common_case_warnings(runs)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, quantities in FIGURES.items():
-        fig = bland_altman_figure(runs, quantities)
-        paths.append(atomic_write(out.parent / f"{out.stem}_{name}.png",
-                                  lambda tmp, fig=fig: fig.savefig(tmp, format="png")))
-    markdown = render_comparison(runs, [p.name for p in paths])
+    for name, path in figure_paths(out).items():
+        fig = bland_altman_figure(runs, FIGURES[name])
+        paths.append(atomic_write(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png")))
+    notes = "".join(f"> **Warning:** {line}.\n\n" for line in warnings)
+    body = render_comparison(runs, [p.name for p in paths]).replace("\n\n", "\n\n" + notes, 1) if notes else None
+    markdown = f"{MARKER}\n{body or render_comparison(runs, [p.name for p in paths])}"
     atomic_write_text(out, markdown)
-    return ComparisonReport(out, markdown, render_comparison(runs), paths)
+    return ComparisonReport(out, markdown, render_comparison(runs), paths, warnings)

@@ -28,7 +28,7 @@ import numpy as np
 
 from medsam_echo.data.io import read_image
 from medsam_echo.data.sample import LABELS, EchoSample
-from medsam_echo.evaluation.clinical import BIPLANE_FRAMES, biplane_ef
+from medsam_echo.evaluation.clinical import BIPLANE_FRAMES, biplane_ef, ef_checks
 from medsam_echo.evaluation.metrics import METRICS, case_metrics
 from medsam_echo.evaluation.plausibility import check_plausibility
 
@@ -156,9 +156,14 @@ def evaluate(
 
 
 def _clinical_row(patient: str, views: dict) -> dict:
-    """EDV, ESV (mL) and EF (%) of one patient from its ``{(view, phase): (pred, gt, spacing)}``."""
+    """EDV, ESV (mL) and EF (%) of one patient from its ``{(view, phase): (pred, gt, spacing)}``, and the
+    cross-checks the predicted EF fails (``flags``, ``;``-joined :data:`~medsam_echo.evaluation.clinical.EF_CHECKS`
+    names, empty when the EF can be trusted)."""
     row: dict = {"patient": patient}
     for which, suffix in ((0, ""), (1, "_gt")):  # 0: prediction, 1: ground truth
-        result = biplane_ef({key: (frame[which], frame[2]) for key, frame in views.items()})
+        frames = {key: (frame[which], frame[2]) for key, frame in views.items()}
+        result = biplane_ef(frames)
         row.update({f"{k}{suffix}": v for k, v in result.items()})
+        if which == 0:
+            row["flags"] = ";".join(ef_checks(frames, result))
     return row

@@ -6,6 +6,10 @@
      "structures": {name: {"dice", "hd_mm", "hd95_mm", "mad_mm", "<metric>_std", "n", "n_nan"}},
      "phases": {"ED" | "ES": {name: {... as above}}},
      "ef" | "edv_ml" | "esv_ml": {"n", "n_missing", "corr", "bias", "std", "loa_low", "loa_high", "mae"},
+     "ef_unflagged": the same agreement over the patients whose EF passed every cross-check,
+     "ef_checks": {"flagged": patients, check: patients failing it, "outliers_10" / "outliers_20": patients
+                   with |EF error| > 10 / 20 points, "outliers_10_unflagged" / "outliers_20_unflagged":
+                   those of them without a flag, "flagged_patients": [...]},
      "plausibility": {check: count, "any": count, "n": predictions checked},
      "prediction": predict.json of the predictions (when there is one),
      "confidence": evaluation.confidence.confidence_ranking (automatic predictions with confidence.csv)}
@@ -19,7 +23,7 @@ import math
 from pathlib import Path
 
 from medsam_echo.data.sample import STRUCTURES
-from medsam_echo.evaluation.clinical import agreement
+from medsam_echo.evaluation.clinical import EF_CHECKS, agreement, format_ef
 from medsam_echo.evaluation.confidence import confidence_ranking, render_ranking
 from medsam_echo.evaluation.evaluate import Evaluation
 from medsam_echo.evaluation.metrics import summarize
@@ -52,8 +56,29 @@ def summarize_evaluation(result: Evaluation, *, split: str = "") -> dict:
     }
     for key in CLINICAL:
         summary[key] = agreement([r[key] for r in result.clinical], [r[f"{key}_gt"] for r in result.clinical])
+    trusted = [r for r in result.clinical if not r.get("flags")]
+    summary["ef_unflagged"] = agreement([r["ef"] for r in trusted], [r["ef_gt"] for r in trusted])
+    summary["ef_checks"] = ef_check_counts(result.clinical)
     summary["plausibility"] = {**count_implausible(result.plausibility), "n": len(result.plausibility)}
     return summary
+
+
+def ef_check_counts(rows: list[dict]) -> dict:
+    """Per-patient EF cross-checks and outliers of ``clinical.csv`` rows (``summary["ef_checks"]``).
+
+    An outlier is a patient whose predicted EF is off the reference by more than 10 (or 20) points, or has
+    no value while the reference has one: a missing EF is as wrong as a bad one to the reader.
+    """
+    flagged = [r for r in rows if r.get("flags")]
+    counts: dict = {"n": len(rows), "flagged": len(flagged)}
+    counts.update({name: sum(name in r.get("flags", "").split(";") for r in rows) for name in EF_CHECKS})
+    for limit in (10, 20):
+        off = [r for r in rows if math.isfinite(r["ef_gt"]) and not abs(r["ef"] - r["ef_gt"]) <= limit]
+        counts[f"outliers_{limit}"] = len(off)
+        counts[f"outliers_{limit}_unflagged"] = sum(not r.get("flags") for r in off)
+    counts["flagged_patients"] = [{"patient": r["patient"], "ef": r["ef"], "ef_gt": r["ef_gt"], "flags": r["flags"]}
+                                  for r in flagged]
+    return counts
 
 
 def write_outputs(result: Evaluation, out_dir: str | Path, *, split: str = "", protocol: dict | None = None,
@@ -106,6 +131,11 @@ def _nan_to_none(value):
     return value
 
 
+def _num(value) -> float:
+    """A summary number back to float (``None`` was NaN)."""
+    return float("nan") if value is None else float(value)
+
+
 def _fmt(mean, std=None, digits: int = 2) -> str:
     if mean is None:
         return "n/a"
@@ -146,6 +176,19 @@ def render_report(summary: dict, plots: list[str]) -> str:
             f"| {quantity} ({unit}) | {a['n']} | {_fmt(a['corr'], digits=3)} | {_fmt(a['bias'])} "
             f"| {_fmt(a['std'])} | {limits} | {_fmt(a['mae'])} |"
         )
+    checks = summary.get("ef_checks")
+    if checks:
+        a = summary["ef_unflagged"]
+        lines += ["", f"EF of the {a['n']} patients that pass every cross-check: corr {_fmt(a['corr'], digits=3)}, "
+                  f"bias {_fmt(a['bias'])} [{_fmt(a['loa_low'])} to {_fmt(a['loa_high'])}], MAE {_fmt(a['mae'])}. "
+                  f"EF outliers: {checks['outliers_10']} patients off by more than 10 points "
+                  f"({checks['outliers_10_unflagged']} without a flag), {checks['outliers_20']} by more than 20 "
+                  f"({checks['outliers_20_unflagged']} without a flag)."]
+        if checks["flagged_patients"]:
+            lines += ["", f"### EF cross-checks failed ({checks['flagged']} patients; the EF is not a plain number)", "",
+                      "| patient | EF | reference EF | failed checks |", "|---|---|---|---|"]
+            lines += [f"| {r['patient']} | {format_ef(_num(r['ef']), r['flags'].split(';'))} | {_fmt(r['ef_gt'], digits=1)} "
+                      f"| {r['flags'].replace(';', ', ')} |" for r in checks["flagged_patients"]]
     if summary["incomplete_patients"]:
         lines += [
             "",

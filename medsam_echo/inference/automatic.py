@@ -30,12 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
-
-from medsam_echo.prompts.boxes import box_from_mask, clip_box
+from medsam_echo.prompts.boxes import boxes_of, clip_box, main_region  # noqa: F401 (re-exported)
 
 PERTURB_FRACTION = 0.05  # of the box's width / height, at least 1 px
-MAIN_REGION_SHARE = 0.2  # components smaller than this share of the largest one are stray blobs
 N_PERTURBED = 4
 CONFIDENCE_PARTS = ("confidence", "stability", "agreement", "predicted_iou")
 
@@ -68,24 +65,6 @@ def middle_box(image_size: tuple[int, int]) -> np.ndarray:
     """The middle half of an ``(H, W)`` image, XYXY px: the box a structure gets when its start is empty."""
     h, w = image_size
     return np.array([w // 4, h // 4, (3 * w) // 4, (3 * h) // 4], np.int64)
-
-
-def main_region(mask: np.ndarray, share: float = MAIN_REGION_SHARE) -> np.ndarray:
-    """``(H, W)`` bool: the connected components (8-connected) of ``mask`` holding at least ``share`` of the
-    largest one's pixels (a myocardium ring broken at the apex keeps both halves; a stray blob goes)."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if count <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())[1:]
-    keep = np.flatnonzero(sizes >= share * sizes.max()) + 1
-    return np.isin(labels, keep)
-
-
-def boxes_of(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """``(n, 4)`` boxes of the :func:`main_region` of ``masks`` ``(n, H, W)``; an empty mask keeps its
-    ``fallback`` ``(n, 4)`` box."""
-    return np.stack([box_from_mask(main_region(m)) if m.any() else np.asarray(fallback[i])
-                     for i, m in enumerate(masks)])
 
 
 def cascade(decode: DecodeBoxes, start: np.ndarray, fallback: np.ndarray, n_iter: int = 2) -> Cascade:

@@ -123,7 +123,11 @@ def segment_cine(
         previous = labels[first, y0 : y1 + 1, x0 : x1 + 1] if backward else None
         for i in predictor.iterate_frames([view_in[t] for t in order], spacing, batch_size=batch_size):
             t = order[i]
-            label, score = _segment_frame(predictor, shifted, t, previous, view)
+            try:
+                label, score = _segment_frame(predictor, shifted, t, previous, view)
+            except ValueError as err:  # the prompts' coordinates here are of the crop: say so
+                crop_note = f" (coordinates in px of the sector crop from ({x0}, {y0}))" if crop else ""
+                raise ValueError(f"frame {t}: {err}{crop_note}") from err
             labels[t, y0 : y1 + 1, x0 : x1 + 1], scores[t], previous = label, score, label
             done += 1
             if progress is not None:

@@ -2,8 +2,9 @@
 
 Per loop ``KEY`` (the view, or the file's stem when the view is unknown):
 
-- ``KEY_labels.nii.gz``: ``(T, H, W)`` label maps (CAMUS values) with the spacing (1 px = 1 unit when the
-  file has none; ``summary.json`` says so);
+- ``KEY_labels.nii.gz``: ``(T, H, W)`` label maps (CAMUS values) with the spacing; when the file has
+  none, NIfTI still needs a number: the header holds 1 per px and its description (``descrip``) says
+  :data:`NO_SPACING_NOTE`, as does ``summary.json`` (``labels_spacing``) -- never an unmarked 1 mm;
 - ``KEY_area.csv``: ``frame, time_ms, area, phase`` (area in the unit of the header, mm2 or px2);
 - ``KEY_area.png``: the area curve with ED / ES marked (matplotlib's Agg canvas);
 - ``KEY_overlay.gif``: the loop with the label maps tinted (Pillow);
@@ -30,6 +31,7 @@ from medsam_echo.inference.export import overlay
 SUMMARY = "summary.json"
 WRITER = "medsam-echo predict (DICOM cine)"
 SUFFIXES = ("_labels.nii.gz", "_area.csv", "_area.png", "_overlay.gif", "_seg.dcm")
+NO_SPACING_NOTE = "spacing unknown: 1 voxel = 1 px, not mm"  # the NIfTI description (80 bytes at most)
 
 
 def planned_outputs(keys: Iterable[str]) -> list[str]:
@@ -81,11 +83,25 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
 
 
 def write_labels(path: Path, labels: np.ndarray, spacing: tuple[float, float] | None) -> Path:
-    """``(T, H, W)`` label maps as NIfTI (uint16 for a 3-frame stack, which would read back as RGB)."""
+    """``(T, H, W)`` label maps as NIfTI (uint16 for a 3-frame stack, which would read back as RGB).
+
+    Without ``spacing`` the header's description says :data:`NO_SPACING_NOTE` (module docstring).
+    """
     stack = labels.astype(np.uint16) if len(labels) == 3 else labels
     if len(labels) == 1:
         stack = labels[0]
-    return write_atomic(path, lambda tmp: write_image(tmp, stack, spacing or (1.0, 1.0)))
+    if spacing is not None:
+        return write_atomic(path, lambda tmp: write_image(tmp, stack, spacing))
+
+    def unmarked(tmp: Path) -> None:
+        import SimpleITK as sitk
+
+        image = sitk.GetImageFromArray(np.ascontiguousarray(stack))
+        image.SetSpacing((1.0,) * image.GetDimension())
+        image.SetMetaData("ITK_FileNotes", NO_SPACING_NOTE)  # ITK writes it as the NIfTI descrip
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+
+    return write_atomic(path, unmarked)
 
 
 def write_area_csv(path: Path, area: np.ndarray, unit: str, times_ms: np.ndarray | None, phases) -> Path:

@@ -8,6 +8,10 @@ An engine has two steps, so that the expensive one runs once per image:
 
 :class:`EchoPredictor <medsam_echo.inference.predictor.EchoPredictor>` validates prompts and keeps the
 interactive state; engines trust their input. Adding a baseline is one class and one ``BASELINES`` entry.
+
+:class:`SamEngine` runs the model in torch; :class:`OnnxEngine` runs an ONNX export of it
+(:mod:`medsam_echo.models.onnx_export`) on onnxruntime's CPU provider, with the same preprocessing and the
+same ``Decoded`` on the original grid. ``ENGINES`` names both (``EchoPredictor.from_source(..., engine=)``).
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class Decoded:
     logits: np.ndarray
     scores: np.ndarray
 
+
+ENGINES = ("torch", "onnx")  # ``engine=`` of inference.sources.load_source; baselines have neither
 
 # decoder_precision -> autocast dtype (None: the model's own dtype)
 DECODER_PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
@@ -176,6 +182,123 @@ class SamEngine:
         low_res = low_res.float()
         logits = encoded.geometry.to_original(low_res)
         return Decoded(low_res, logits.cpu().numpy(), iou.float().cpu().numpy())
+
+
+class OnnxEngine:
+    """An ONNX export (``medsam-echo export-onnx``) on onnxruntime's CPU provider, fp32.
+
+    The same contract as :class:`SamEngine`: ``encode`` preprocesses with the export's profile and runs
+    ``image_encoder.onnx``; ``decode`` maps the prompts into model-input px (``Geometry``), runs
+    ``prompt_decoder.onnx`` (all mask tokens at once, sliced for ``multimask``) and resizes the low-res
+    logits to the original grid in torch, as :class:`SamEngine` does; ``decode_learned`` runs
+    ``learned_decoder.onnx`` when the model has learned prompts.
+
+    Args:
+        directory: the export (its manifest and every file's sha256 are checked first).
+        threads: onnxruntime intra-op threads (default ``torch.get_num_threads()``, as the torch engine).
+
+    Raises:
+        ImportError: onnxruntime is missing (``pip install -e '.[onnx]'``).
+        OnnxModelError: a missing or damaged file, or one onnxruntime cannot load (the message names it).
+    """
+
+    name = "onnx"
+
+    def __init__(self, directory, *, threads: int | None = None) -> None:
+        from pathlib import Path
+
+        from medsam_echo.models.onnx_export import open_session, read_manifest
+
+        self.directory = Path(directory)
+        self.manifest = read_manifest(self.directory)
+        self.profile = PreprocessProfile.from_dict(self.manifest["profile"], source=str(self.directory))
+        self.device, self.dtype = torch.device("cpu"), torch.float32
+        self.mask_size = int(self.manifest["mask_size"])
+        self.sessions = {kind: open_session(self.directory, self.manifest, kind, threads=threads)
+                         for kind in self.manifest["graphs"]}
+        learned = self.manifest.get("learned_structures")
+        self.learned = LearnedStructures(tuple(learned)) if "learned" in self.sessions and learned else None
+
+    def encode(self, image: np.ndarray) -> Encoded:
+        """Preprocess an ``(H, W)`` / ``(H, W, 3)`` image as the profile says and run the image encoder."""
+        return self.encode_batch([image])[0]
+
+    def encode_batch(self, images: Sequence[np.ndarray]) -> list[Encoded]:
+        """:meth:`encode` of ``B`` images in one encoder run; embeddings ``(1, C, h', w')`` each."""
+        from medsam_echo.data.transforms import preprocess
+
+        ready = [preprocess(image, self.profile) for image in images]
+        pixels = np.ascontiguousarray(np.stack([r.pixel_values for r in ready]), np.float32)
+        (embeddings,) = self._run("encoder", {"pixel_values": pixels})
+        embeddings = torch.from_numpy(embeddings)
+        return [
+            Encoded(r.geometry.original_size, embeddings[i : i + 1], r.geometry) for i, r in enumerate(ready)
+        ]
+
+    def decode(
+        self, encoded: Encoded, prompts: Prompts, *, mask_input: torch.Tensor | None, multimask: bool
+    ) -> Decoded:
+        """Decode ``n`` prompts (px of the original image) in one run (see :meth:`SamEngine.decode`)."""
+        from medsam_echo.models.onnx_export import prompt_arrays
+
+        side = self.mask_size
+        if mask_input is not None and tuple(mask_input.shape[-2:]) != (side, side):
+            raise ValueError(
+                f"mask_input must be this model's low-res logits ({side} x {side} px), "
+                f"got {tuple(mask_input.shape[-2:])}"
+            )
+        ready = prompts.to_input(encoded.geometry)
+        coords, labels = prompt_arrays(ready.boxes, ready.points, ready.labels)
+        n = len(prompts.structures)
+        masks = (np.zeros((n, 1, side, side), np.float32) if mask_input is None
+                 else np.ascontiguousarray(mask_input.detach().float().cpu().numpy().reshape(n, 1, side, side)))
+        feed = {"image_embeddings": self._embeddings(encoded), "point_coords": coords, "point_labels": labels,
+                "mask_input": masks, "has_mask_input": np.array([0.0 if mask_input is None else 1.0], np.float32)}
+        low_res, iou = self._run("decoder", feed)
+        picked = slice(1, None) if multimask else slice(0, 1)
+        return SamEngine._decoded(encoded, torch.from_numpy(low_res[:, picked]), torch.from_numpy(iou[:, picked]))
+
+    def decode_learned(self, encoded: Encoded, structures: Sequence[str]) -> Decoded:
+        """Masks of ``structures`` from the learned prompts alone, ``m`` = 1 candidate each.
+
+        Raises:
+            RuntimeError: the export has no learned prompts; KeyError: a structure they were not trained for.
+        """
+        if self.learned is None:
+            raise RuntimeError(f"{self.directory}: this export has no learned prompts (learned_decoder.onnx): "
+                               "train with auto.mode=tokens and export again, or use method='view-prior'")
+        index = np.array(self.learned.indices(structures), np.int64)
+        low_res, iou = self._run("learned", {"image_embeddings": self._embeddings(encoded), "structure_index": index})
+        return SamEngine._decoded(encoded, torch.from_numpy(low_res), torch.from_numpy(iou))
+
+    @staticmethod
+    def _embeddings(encoded: Encoded) -> np.ndarray:
+        return np.ascontiguousarray(encoded.embeddings.detach().float().cpu().numpy())
+
+    def _run(self, kind: str, feed: dict) -> list[np.ndarray]:
+        session = self.sessions[kind]
+        try:
+            return session.run(None, feed)
+        except Exception as err:  # onnxruntime's own error types
+            raise RuntimeError(f"{session.path}: onnxruntime failed: {err}") from err
+
+
+@dataclass(frozen=True)
+class LearnedStructures:
+    """The structures of an export's learned prompts (what ``OnnxEngine.learned`` holds)."""
+
+    structures: tuple[str, ...]
+
+    def indices(self, structures: Sequence[str]) -> list[int]:
+        """Rows of ``structures`` in the learned decoder's token table.
+
+        Raises:
+            KeyError: a structure these prompts were not trained for.
+        """
+        missing = [s for s in structures if s not in self.structures]
+        if missing:
+            raise KeyError(f"no learned prompts for {missing}: the model learned {list(self.structures)}")
+        return [self.structures.index(s) for s in structures]
 
 
 class EllipseEngine:

@@ -7,6 +7,11 @@ instead uses the predictor's automatic mode, with the view read from the file na
 ``2CH`` / ``4CH``. Outputs per input: ``<stem>.png`` (``<stem>.nii.gz`` for NIfTI / MetaImage
 inputs, with the spacing) and ``<stem>_overlay.png``; and ``coco.json`` for all of them (its ``score``:
 the predicted IoU of a prompted structure, the confidence of an automatic one, also in ``confidence.csv``).
+
+Nothing the command did not write is replaced: before the first image is read, the output folder is
+refused when it is an input folder or an input file, when an output would land on an input, and when it
+holds a file of an output's name that an earlier run of this mode did not write (``predict_files.json``
+lists what a run wrote; it is written first, with ``complete: false``, and completed at the end).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medsam_echo.atomic import atomic_write_text
 from medsam_echo.data.io import (
     IMAGE_SUFFIXES,
     MEDICAL_SUFFIXES,
@@ -33,6 +39,8 @@ from medsam_echo.inference.review import confidence_rows, label_scores, print_re
 from medsam_echo.prompts.decode import combine_structures
 
 _ENTRY_KEYS = {"structure", "box", "points", "labels"}
+MARKER = "predict_files.json"
+WRITER = "medsam-echo predict (files)"
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
@@ -136,7 +144,12 @@ def predict_files(
         unknown = sorted(set(spec) - {f.name for f in files})
         if unknown:
             raise DataError(f"{prompts}: prompts for files that are not among the inputs: {unknown}")
-    out.mkdir(parents=True, exist_ok=True)
+        missing = [f.name for f in files if f.name not in spec]
+        if missing:
+            raise DataError(f"{prompts}: no prompts for input {missing[0]!r}")
+    planned = planned_outputs(files, auto=spec is None, review=review_below is not None)
+    check_outputs(out, inputs, files, planned)
+    _mark(out, planned, complete=False)
     writer = CocoWriter()
     rows: list[dict] = []
     for path in files:
@@ -151,8 +164,6 @@ def predict_files(
             case_rows = confidence_rows(path.name, seg)
             rows += case_rows
             scores = label_scores(case_rows)
-        elif path.name not in spec:
-            raise DataError(f"{prompts}: no prompts for input {path.name!r}")
         else:
             label, scores = prompted_label_map(predictor, spec[path.name], f"{prompts}: {path.name!r}")
         stem = output_stem(path)
@@ -162,4 +173,59 @@ def predict_files(
         writer.add(path.name, label, scores)
     if spec is None:
         print_review(write_confidence(out, rows, review_below), len(files), review_below)
-    return writer.write(out / "coco.json")
+    path = writer.write(out / "coco.json")
+    _mark(out, planned, complete=True)
+    return path
+
+
+def planned_outputs(files: list[Path], *, auto: bool, review: bool = False) -> list[str]:
+    """The names file mode writes for ``files`` (module docstring), :data:`MARKER` last."""
+    names = []
+    for path in files:
+        stem = output_stem(path)
+        names += [f"{stem}{'.nii.gz' if image_suffix(path) in MEDICAL_SUFFIXES else '.png'}", f"{stem}_overlay.png"]
+    names.append("coco.json")
+    if auto:
+        names += ["confidence.csv"] + (["review.csv"] if review else [])
+    return [*names, MARKER]
+
+
+def check_outputs(out: Path, inputs: list[Path], files: list[Path], planned: list[str]) -> None:
+    """Refuse to start when writing ``planned`` into ``out`` could destroy a file the command did not write.
+
+    Raises:
+        DataError: ``out`` is a file, an input folder, or an output would replace an input or a file that an
+            earlier file-mode run did not write (names the first).
+    """
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: is a file, not a folder; choose a folder")
+    target = out.resolve()
+    for path in inputs:
+        if path.is_dir() and path.resolve() == target:
+            raise DataError(f"--out {out}: is the input folder {path}; the label maps would land among the "
+                            "images (and could replace them): choose another folder")  # fmt: skip
+    sources = {f.resolve() for f in files}
+    previous = _previous_outputs(out)
+    for name in planned:
+        dest = out / name
+        if dest.resolve() in sources:
+            raise DataError(f"{dest}: is an input; choose another --out")
+        if (dest.exists() or dest.is_symlink()) and name not in previous:
+            raise DataError(f"{dest}: exists and was not written by {WRITER}; refusing to overwrite it "
+                            "(choose another --out)")  # fmt: skip
+
+
+def _previous_outputs(out: Path) -> set[str]:
+    try:
+        marker = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(marker, dict) or marker.get("writer") != WRITER:
+        return set()
+    return {str(n) for n in marker.get("outputs", [])} | {MARKER}
+
+
+def _mark(out: Path, planned: list[str], *, complete: bool) -> None:
+    """:data:`MARKER`: what this run writes (so that a rerun may replace exactly those), and whether it ended."""
+    record = {"writer": WRITER, "complete": complete, "outputs": planned}
+    atomic_write_text(out / MARKER, json.dumps(record, indent=2) + "\n")

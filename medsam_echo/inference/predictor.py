@@ -4,12 +4,20 @@
     predictor.set_image(image, spacing=(0.3, 0.15))              # (H, W) or (H, W, 3), any size and dtype
     out = predictor.predict(boxes=[x0, y0, x1, y1], structure="lv_endo")
     out.masks[0]                                                  # (H, W) bool on the original grid
-    out = predictor.refine(points=[[x, y]], point_labels=[0])     # a negative click, previous logits fed back
+    out = predictor.refine(points=[[x, y]], point_labels=[0])     # a negative click, by predictor.click_behaviour
     auto = predictor.segment()                                    # no prompt at all: a CAMUS label map
     auto.label_map, auto.confidence                               # (H, W) uint8, {structure: 0..1}
 
 Coordinates are px of the image given to ``set_image``, ``(x, y)`` order; boxes XYXY with inclusive max
 indices. See :mod:`medsam_echo.inference.inputs` for what counts as a bad prompt and what is clipped.
+
+What a click does depends on what the model was trained with (``predictor.prompt_kinds``, saved with the
+model; :mod:`medsam_echo.prompts.kinds`): ``predictor.click_behaviour`` is ``"mask-feedback"`` for a
+click-trained model (the click joins the prompts, the previous logits are fed back as the mask prompt),
+``"point-prompts"`` for a model trained with points but no mask prompt, and ``"box-edit"`` for a model
+trained with boxes only, such as the shipped LiteMedSAM (a negative click moves the nearest box side in to
+just past it, a positive click outside the box grows it, and the box alone is decoded again). It may be set
+by hand to compare behaviours.
 """
 
 from __future__ import annotations
@@ -26,7 +34,17 @@ from medsam_echo.inference.engines import Decoded, Encoded
 from medsam_echo.inference.inputs import check_image, check_points, make_prompts
 from medsam_echo.inference.sources import load_source
 from medsam_echo.prompts.auto import ViewPrior
+from medsam_echo.prompts.clicks import BOX_EDIT_BUDGET, box_edit_candidates, honours
 from medsam_echo.prompts.decode import combine_structures
+from medsam_echo.prompts.kinds import (
+    BOX,
+    BOX_EDIT,
+    CLICK_BEHAVIOURS,
+    MASK_FEEDBACK,
+    POINT_PROMPTS,
+    PromptKinds,
+    kinds_for_profile,
+)
 from medsam_echo.prompts.prompt_set import Prompts
 
 
@@ -42,7 +60,9 @@ class Prediction:
             or ``(n, 3, h, w)``.
         best: ``(n,)`` index of the highest-scoring candidate of each structure.
         logits: ``(n, H, W)`` float32 original-grid logits of the best candidates.
-        prompts: the validated prompts, in px of the original image.
+        prompts: the validated prompts, in px of the original image (with the box-edit behaviour: the
+            edited boxes and every click; ``None`` for a mask painted from nothing in a prompting session).
+        note: what a refinement could not do, for the user (empty when all went as asked).
     """
 
     structures: tuple[str, ...]
@@ -52,6 +72,7 @@ class Prediction:
     best: np.ndarray
     logits: np.ndarray
     prompts: Prompts
+    note: str = ""
 
     def label_map(self) -> np.ndarray:
         """``(H, W)`` uint8 CAMUS label map (``prompts.decode.combine_structures``) of named structures."""
@@ -90,6 +111,9 @@ class EchoPredictor:
         structures: what a label map is made of (``segment``, ``predict`` CLI); a run's training structures.
         view_prior: boxes for the automatic mode, or a zero-argument callable that makes them on first use.
         source: where the model came from, for messages.
+        prompt_kinds: what the model was trained with (:class:`~medsam_echo.prompts.kinds.PromptKinds` or
+            names); default from the engine (a SAM engine by its preprocessing profile, a baseline: box).
+            It sets :attr:`click_behaviour`.
     """
 
     def __init__(
@@ -99,10 +123,17 @@ class EchoPredictor:
         structures: Sequence[str] = DEFAULT_STRUCTURES,
         view_prior: ViewPrior | Callable[[], ViewPrior] | None = None,
         source: str = "",
+        prompt_kinds: PromptKinds | Sequence[str] | None = None,
     ) -> None:
         self.engine = engine
         self.structures = tuple(structures)
         self.source = source
+        if prompt_kinds is None:
+            prompt_kinds = _engine_kinds(engine)
+        elif not isinstance(prompt_kinds, PromptKinds):
+            prompt_kinds = PromptKinds(tuple(prompt_kinds), origin="given")
+        self.prompt_kinds: PromptKinds = prompt_kinds
+        self.click_behaviour = prompt_kinds.click_behaviour
         self._view_prior = view_prior
         self._encoded: Encoded | None = None
         self._image: np.ndarray | None = None
@@ -121,7 +152,20 @@ class EchoPredictor:
                 run saved; ``decoder_precision`` (``"fp32"`` or ``"bf16"``) and ``compile_decoder``.
         """
         loaded = load_source(source, device=device, **kwargs)
-        return cls(loaded.engine, structures=loaded.structures, view_prior=loaded.view_prior, source=loaded.name)
+        return cls(loaded.engine, structures=loaded.structures, view_prior=loaded.view_prior, source=loaded.name,
+                   prompt_kinds=loaded.prompt_kinds)
+
+    @property
+    def click_behaviour(self) -> str:
+        """What :meth:`refine` does with a click: ``"mask-feedback"``, ``"point-prompts"`` or ``"box-edit"``
+        (module docstring); set from :attr:`prompt_kinds`, may be set by hand."""
+        return self._click_behaviour
+
+    @click_behaviour.setter
+    def click_behaviour(self, behaviour: str) -> None:
+        if behaviour not in CLICK_BEHAVIOURS:
+            raise ValueError(f"click_behaviour must be one of {CLICK_BEHAVIOURS}, got {behaviour!r}")
+        self._click_behaviour = behaviour
 
     @property
     def view_prior(self) -> ViewPrior | None:
@@ -203,7 +247,15 @@ class EchoPredictor:
     def refine(
         self, points, point_labels=None, *, previous: Prediction | None = None, multimask: bool = False
     ) -> Prediction:
-        """Add correction clicks to the previous prompts and decode again with its logits as mask input.
+        """Correct the previous prediction with clicks, as :attr:`click_behaviour` says.
+
+        - ``"mask-feedback"``: the clicks join the previous prompts, decoded with its logits as mask input.
+        - ``"point-prompts"``: the previous prompts and the clicks, decoded without a mask input.
+        - ``"box-edit"``: each click edits the previous box, and only boxes are decoded
+          (:meth:`_box_edit`): a negative click moves a side in towards just past it, a positive click
+          off the mask moves sides out to reach it. The prediction's prompts hold the edited boxes and
+          every click; its ``note`` says when a click could not be taken. A prediction without boxes (a
+          lone click) is refined as ``"point-prompts"``: there is no box to edit.
 
         Args:
             points: new clicks, ``(k, 2)`` for a one-structure prediction or ``(n, k, 2)``, ``(x, y)`` px.
@@ -215,15 +267,22 @@ class EchoPredictor:
         if previous is None:
             raise RuntimeError("nothing to refine: call predict(...) first")
         old = previous.prompts
-        xy, labels = check_points(points, point_labels, len(old.structures), self.image_size)
+        new_xy, new_labels = check_points(points, point_labels, len(old.structures), self.image_size)
+        xy, labels = new_xy, new_labels
         if old.points is not None:
             xy = np.concatenate([old.points, xy], axis=1)
             labels = np.concatenate([old.labels, labels], axis=1)
+        behaviour = self.click_behaviour
+        if behaviour == BOX_EDIT and old.boxes is None:
+            behaviour = POINT_PROMPTS
+        if behaviour == BOX_EDIT:
+            return self._box_edit(previous, xy, labels, new_xy.shape[1])
         prompts = Prompts(old.structures, boxes=old.boxes, points=xy, labels=labels)
-        chosen = _take(previous.low_res_logits, previous.best)
+        chosen = _take(previous.low_res_logits, previous.best) if behaviour == MASK_FEEDBACK else None
         return self._run(prompts, chosen, multimask)
 
-    def _run(self, prompts: Prompts, mask_input, multimask: bool) -> Prediction:
+    def _run(self, prompts: Prompts, mask_input, multimask: bool, *, record: Prompts | None = None) -> Prediction:
+        """Decode ``prompts``; the prediction's prompts are ``record`` when given (box-edit), else ``prompts``."""
         encoded = self._require_image()
         if mask_input is not None:
             mask_input = torch.as_tensor(np.asarray(mask_input, np.float32))
@@ -243,9 +302,73 @@ class EchoPredictor:
             low_res_logits=squeeze(low_res),
             best=best,
             logits=_take(decoded.logits, best),
-            prompts=prompts,
+            prompts=record or prompts,
         )
         return self.last
+
+    def _box_edit(self, previous: Prediction, xy: np.ndarray, labels: np.ndarray, new: int) -> Prediction:
+        """The ``box-edit`` behaviour for the last ``new`` of the clicks ``xy`` ``(n, k, 2)`` / ``labels``.
+
+        Per click and structure, the candidate boxes of ``prompts.clicks.box_edit_candidates`` are decoded
+        in one call (all structures together); the first whose mask honours every click so far (positives
+        in, negatives out) is taken if it changes the mask by at most ``BOX_EDIT_BUDGET`` of its area.
+        Otherwise that structure keeps its box and mask (a box cannot say what the click says: the brush
+        can). Chosen by measurement: ``benchmarks/box_only_clicks.py``.
+        """
+        old = previous.prompts
+        n, size = len(old.structures), self.image_size
+        boxes = np.array(old.boxes, dtype=np.float64)
+        rows = _single(previous)
+        taken = np.zeros(n, bool)
+        for k in range(xy.shape[1] - new, xy.shape[1]):
+            tries = {}
+            for i in range(n):
+                mask = rows["logits"][i] > 0
+                tries[i] = box_edit_candidates(boxes[i], mask, xy[i, k], labels[i, k], size)
+            flat = [(i, box) for i in range(n) for box in tries[i]]
+            if not flat:
+                continue
+            names = tuple(f"candidate_{j}" for j in range(len(flat)))
+            decoded: Decoded = self.engine.decode(self._require_image(), Prompts(names, boxes=np.stack([b for _, b in flat])),
+                                                  mask_input=None, multimask=False)  # fmt: skip
+            for i in range(n):
+                mask = rows["logits"][i] > 0
+                area = max(int(mask.sum()), 1)
+                for j, (owner, box) in enumerate(flat):
+                    candidate = decoded.logits[j, 0] > 0
+                    if owner != i or not honours(candidate, xy[i, : k + 1], labels[i, : k + 1]):
+                        continue
+                    if np.count_nonzero(candidate ^ mask) <= BOX_EDIT_BUDGET * area:
+                        boxes[i], taken[i] = box, True
+                        rows["logits"][i] = decoded.logits[j, 0]
+                        rows["low_res_logits"][i] = decoded.low_res_logits[j, 0].cpu().numpy()
+                        rows["scores"][i] = decoded.scores[j, 0]
+                    break  # the least-moved candidate that honours the clicks, or none
+        note = "" if taken.all() else (
+            "the box could not take this click on " + ", ".join(s for s, t in zip(old.structures, taken, strict=True) if not t)
+            + f" (a box-only model: no box edit honours it within {BOX_EDIT_BUDGET:.0%} of the mask); use the brush"
+        )  # fmt: skip
+        self.last = Prediction(
+            structures=old.structures,
+            masks=rows["logits"] > 0,
+            scores=rows["scores"],
+            low_res_logits=rows["low_res_logits"],
+            best=np.zeros(n, np.int64),
+            logits=rows["logits"],
+            prompts=Prompts(old.structures, boxes=boxes, points=xy, labels=labels),
+            note=note,
+        )
+        return self.last
+
+    def clicker(self) -> PredictorClicker:
+        """This predictor as a ``prompts.sweep.Clicker`` (simulated clicks through :meth:`refine`)."""
+        return PredictorClicker(self)
+
+    def predict_fn(self):
+        """This predictor as a ``prompts.decode.PredictFn``: ``(image, prompts) -> (n, H, W)`` bool masks, the
+        image encoded once while it stays the same."""
+        clicker = self.clicker()
+        return clicker.start
 
     def segment(
         self,
@@ -334,6 +457,56 @@ class EchoPredictor:
             prompts = prior.prompts(name, structures, self.image_size)
             starts.append((name, self._run(prompts, None, False).masks, np.asarray(prompts.boxes)))
         return starts
+
+
+class PredictorClicker:
+    """Simulated clicks through a predictor (``prompts.sweep.Clicker``): :meth:`start` decodes the first
+    prompts of an image, :meth:`click` refines the last prediction with one click per structure, by the
+    predictor's :attr:`~EchoPredictor.click_behaviour`. An image is encoded once while it stays the same."""
+
+    def __init__(self, predictor: EchoPredictor) -> None:
+        self.predictor = predictor
+        self._key: str | None = None
+
+    def _set(self, image: np.ndarray) -> None:
+        import hashlib
+
+        image = np.ascontiguousarray(image)
+        key = hashlib.sha1(image.tobytes() + str(image.shape).encode()).hexdigest()
+        if key != self._key or self.predictor._image is None:
+            self.predictor.set_image(image)
+            self._key = key
+
+    def start(self, image: np.ndarray, prompts: Prompts) -> np.ndarray:
+        """``(n, H, W)`` bool masks of ``prompts`` (px of ``image``)."""
+        self._set(image)
+        self._last = self.predictor._run(prompts, None, False)
+        return self._last.masks
+
+    def click(self, xy: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """``(n, H, W)`` bool masks after one click ``xy`` ``(n, 2)``, ``labels`` ``(n,)`` per structure."""
+        xy, labels = np.asarray(xy, np.float64), np.asarray(labels, np.int64)
+        self._last = self.predictor.refine(xy[:, None], labels[:, None], previous=self._last)
+        return self._last.masks
+
+
+def _engine_kinds(engine) -> PromptKinds:
+    """What an engine's weights take when nobody said: a SAM engine by its profile, anything else a box."""
+    profile = getattr(engine, "profile", None)
+    if profile is None:
+        return PromptKinds((BOX,), origin=f"{getattr(engine, 'name', 'engine')} (boxes only)")
+    return kinds_for_profile(profile.name, "model")
+
+
+def _single(prediction: Prediction) -> dict[str, np.ndarray]:
+    """Copies of a prediction's best candidate per structure: ``logits`` ``(n, H, W)``, ``low_res_logits``
+    ``(n, h, w)``, ``scores`` ``(n,)``."""
+    multimask = prediction.masks.ndim == 4
+    low_res = _take(prediction.low_res_logits, prediction.best) if multimask else prediction.low_res_logits
+    scores = np.asarray(prediction.scores)
+    scores = scores[np.arange(len(prediction.best)), prediction.best] if multimask else scores
+    return {"logits": np.array(prediction.logits, np.float32, copy=True),
+            "low_res_logits": np.array(low_res, np.float32, copy=True), "scores": np.array(scores, np.float32, copy=True)}  # fmt: skip
 
 
 def _take(candidates, best: np.ndarray):

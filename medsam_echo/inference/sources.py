@@ -20,6 +20,11 @@ of these is used:
 Otherwise the automatic mode raises an error that says how to provide one. A run's label-map
 structures come from ``data.structures`` of ``RUN/config.yaml``. The run folder is read only through
 :mod:`medsam_echo.training.run_folder`.
+
+The prompt kinds a source was trained with (:mod:`medsam_echo.prompts.kinds`; they set the predictor's
+click behaviour): a run's ``prompt_kinds.json``, else derived from its ``config.yaml``; a checkpoint by its
+preprocessing profile (the shipped ``litemedsam`` and MedSAM weights: box only; SAM's own: box, points,
+mask), or a ``prompt_kinds.json`` in its transformers directory; ``baseline:ellipse``: box.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from pathlib import Path
 import torch
 
 from medsam_echo.data.sample import DEFAULT_STRUCTURES, STRUCTURES
-from medsam_echo.inference.engines import BASELINES, SamEngine
+from medsam_echo.inference.engines import BASELINES, ENGINES, SamEngine
+from medsam_echo.models.assets import SHIPPED
 from medsam_echo.prompts.auto import VIEW_PRIOR_FILENAME, ViewPrior, fit_view_prior
+from medsam_echo.prompts.kinds import BOX, PromptKinds, kinds_for_profile
 from medsam_echo.prompts.learned import load_learned_prompts
 from medsam_echo.training.run_folder import FoundRun, find_run
 
@@ -48,12 +55,14 @@ def default_device() -> torch.device:
 
 @dataclass
 class LoadedSource:
-    """What a predictor is built from: an engine, its label-map structures and its view prior."""
+    """What a predictor is built from: an engine, its label-map structures, its view prior and the prompt
+    kinds it was trained with."""
 
     engine: object
     structures: tuple[str, ...]
     view_prior: ViewPrior | Callable[[], ViewPrior] | None
     name: str
+    prompt_kinds: PromptKinds | None = None
 
 
 def load_source(
@@ -64,6 +73,7 @@ def load_source(
     structures: tuple[str, ...] | None = None,
     decoder_precision: str = "fp32",
     compile_decoder: bool = False,
+    engine: str = "torch",
 ) -> LoadedSource:
     """The engine, structures and view prior for ``source`` (module docstring for what is accepted).
 
@@ -74,12 +84,24 @@ def load_source(
         structures: label-map structures, overriding the run's ``data.structures``.
         decoder_precision: ``"fp32"`` or ``"bf16"``; compile_decoder: ``torch.compile`` the mask decoder
             (both: see :class:`~medsam_echo.inference.engines.SamEngine`).
+        engine: ``"torch"`` or ``"onnx"`` (onnxruntime, CPU: :mod:`medsam_echo.inference.onnx_engine`; an
+            ONNX export folder from ``medsam-echo export-onnx`` always runs there, other sources are exported
+            to a temporary folder first).
     """
     options = {"decoder_precision": decoder_precision, "compile_decoder": compile_decoder}
+    from medsam_echo.models.onnx_export import is_onnx_dir
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "onnx" or is_onnx_dir(source):
+        from medsam_echo.inference.onnx_engine import load_onnx_source
+
+        return load_onnx_source(source, device=device, view_prior=view_prior, structures=structures, **options)
     name = str(source)
     prior = ViewPrior.load(view_prior) if isinstance(view_prior, (str, Path)) else view_prior
     if name in BASELINES:
-        return LoadedSource(BASELINES[name](), tuple(structures or BASELINE_STRUCTURES), prior, name)
+        kinds = PromptKinds((BOX,), origin=f"{name} (a box only)")
+        return LoadedSource(BASELINES[name](), tuple(structures or BASELINE_STRUCTURES), prior, name, kinds)
     device = torch.device(device) if device is not None else default_device()
     found = find_run(source)
     if found is None:
@@ -87,12 +109,35 @@ def load_source(
 
         loaded = load_sam(source, device=device)
         engine = SamEngine(loaded.model, loaded.profile, **options)
-        return LoadedSource(engine, tuple(structures or DEFAULT_STRUCTURES), prior, name)
+        kinds = source_prompt_kinds(source, profile=loaded.profile.name)
+        return LoadedSource(engine, tuple(structures or DEFAULT_STRUCTURES), prior, name, kinds)
     learned = load_learned_prompts(found.trained_dir)  # the prompt-free mode, when the run trained one
     engine = SamEngine(*_load_trained(found.trained_dir, device), learned=learned, **options)
     run_structures = found.structures() or DEFAULT_STRUCTURES
     prior = prior or _run_prior(found)
-    return LoadedSource(engine, tuple(structures or run_structures), prior, name)
+    return LoadedSource(engine, tuple(structures or run_structures), prior, name, found.prompt_kinds())
+
+
+def source_prompt_kinds(source: str | Path, *, profile: str | None = None) -> PromptKinds:
+    """The prompt kinds ``source`` was trained with (module docstring), without loading a model.
+
+    Args:
+        source: a baseline name, a run (``RUN``, ``RUN/model``, ``RUN/best``) or a checkpoint.
+        profile: a checkpoint's preprocessing profile name (``LoadedSam.profile.name``); needed for
+            checkpoints, which say nothing themselves (``"sam"`` assumed without it).
+    """
+    name = str(source)
+    if name in BASELINES:
+        return PromptKinds((BOX,), origin=f"{name} (a box only)")
+    found = find_run(source)
+    if found is not None:
+        return found.prompt_kinds()
+    path = Path(source)
+    saved = PromptKinds.load(path) if path.is_dir() else None
+    if saved is not None:
+        return saved
+    what = f"the shipped {name} weights" if name in SHIPPED else f"checkpoint {name}"
+    return kinds_for_profile(profile or "sam", what)
 
 
 def _load_trained(trained: Path, device: torch.device):

@@ -1,8 +1,12 @@
 """The notebook UI over a :class:`~medsam_echo.inference.interactive.PromptSession` (ipywidgets + matplotlib).
 
 Drag a box or click on the frame; the mask is drawn when the mouse button is released. Controls: the
-mode (box, positive click, negative click), the structure, the frame, undo, clear and export (label maps
-+ ``session.json`` with the EF). The figure is a live ipympl canvas when ipympl is installed
+mode (box, positive click, negative click, brush, eraser), the brush radius, the structure, the frame,
+undo, clear and export (label maps + ``session.json`` with the EF). The status line says what a click does
+with this model (``EchoPredictor.click_behaviour``: box edits for a box-only model such as LiteMedSAM, the
+previous mask fed back for a click-trained one). Brush and eraser paint or erase the current structure's
+mask along the dragged stroke, for what no click fixes; undo takes a stroke back like any prompt, and the
+export writes exactly the label map on the screen. The figure is a live ipympl canvas when ipympl is installed
 (``pip install -e ".[notebooks]"``), whatever the notebook's ``%matplotlib`` backend; without ipympl it is
 a static picture, the status line says how to get mouse input, and the session is driven from code.
 
@@ -23,8 +27,10 @@ import numpy as np
 
 from medsam_echo.inference.export import overlay
 from medsam_echo.inference.interactive import PromptSession
+from medsam_echo.prompts.kinds import BEHAVIOUR_NOTES
 
-MODES = ("box", "positive click", "negative click")
+MODES = ("box", "positive click", "negative click", "brush", "eraser")
+BRUSH_MODES = ("brush", "eraser")
 TIMINGS_FILE = "widget_timings.json"
 INSTALL_HINT = 'pip install -e ".[notebooks]" (JupyterLab, ipywidgets, ipympl), then restart the kernel'
 FIGURE_PX = 500  # the figure's side: 5 in at 100 dpi
@@ -93,6 +99,9 @@ class PromptWidget:
         w = _widgets()
         self.session, self.export_dir = session, Path(export_dir)
         self.mode = w.ToggleButtons(options=MODES, value="box", description="mode")
+        image = session.frames[session.frame].image
+        self.radius = w.IntSlider(value=max(2, round(min(image.shape[:2]) / 60)), min=1, max=40,
+                                  description="brush px")  # fmt: skip
         self.structure = w.Dropdown(
             options=session.structures, value=session.structure, description="structure"
         )
@@ -106,6 +115,8 @@ class PromptWidget:
         self.timings: list[dict] = []
         self._pending: dict | None = None  # the gesture whose redraw has not reached the canvas yet
         self._press: tuple[float, float] | None = None  # display px where the left button went down
+        self._stroke: list[tuple[float, float]] = []  # image px of the brush stroke being dragged
+        self.shown: np.ndarray | None = None  # the label map on the screen (what export writes)
         canvas = self.figure.canvas
         canvas.mpl_connect("button_press_event", self._on_press)
         canvas.mpl_connect("motion_notify_event", self._on_motion)
@@ -119,14 +130,22 @@ class PromptWidget:
         self.container = w.VBox(
             [
                 self.mode,
-                w.HBox([self.structure, self.frame]),
+                w.HBox([self.structure, self.frame, self.radius]),
                 w.HBox([self.undo_button, self.clear_button, self.export_button]),
                 self.status,
             ]
         )
         if live is None and not self.live:
-            self.status.value = f"<b>still picture, no mouse input</b>: {INSTALL_HINT}"
+            self.status.value = f"<b>still picture, no mouse input</b>: {INSTALL_HINT}<br>{self.behaviour_line}"
+        else:
+            self.status.value = self.behaviour_line
         self.redraw()
+
+    @property
+    def behaviour_line(self) -> str:
+        """What a click does with this session's model, for the status line."""
+        behaviour = self.session.predictor.click_behaviour
+        return f"clicks: <b>{behaviour}</b> ({BEHAVIOUR_NOTES[behaviour]})"
 
     def _ipython_display_(self) -> None:  # shown when the widget is the last expression of a cell
         from IPython.display import display
@@ -143,6 +162,13 @@ class PromptWidget:
         """A click at image px ``(x, y)``; positive or negative by the mode."""
         positive = self.mode.value == "positive click"
         self._gesture(self.mode.value, lambda: self.session.add_click(round(x), round(y), positive))
+
+    def handle_stroke(self, points, erase: bool | None = None) -> None:
+        """A brush stroke through image px ``points`` (``(x, y)``, one for a dab) with the radius slider's
+        size; paints, or erases in eraser mode (``erase`` overrides the mode)."""
+        erase = self.mode.value == "eraser" if erase is None else erase
+        radius = float(self.radius.value)
+        self._gesture("eraser" if erase else "brush", lambda: self.session.paint(points, radius, erase=erase))
 
     def export(self) -> dict:
         """Write the session's label maps, ``session.json`` and the gesture timings to ``export_dir``."""
@@ -164,8 +190,12 @@ class PromptWidget:
     def _on_press(self, event) -> None:
         if event.button == 1 and event.inaxes is self.axes:
             self._press = (event.x, event.y)
+            self._stroke = [self._image_px(event.x, event.y)]
 
     def _on_motion(self, event) -> None:
+        if self._press is not None and self.mode.value in BRUSH_MODES:
+            self._stroke.append(self._image_px(event.x, event.y))  # painted on release: one redraw per stroke
+            return
         toolbar = getattr(self.figure.canvas, "toolbar", None)
         if self._press is not None and self.mode.value == "box" and toolbar is not None:
             toolbar.draw_rubberband(event, *self._press, event.x, event.y)  # drawn by the browser alone
@@ -178,7 +208,10 @@ class PromptWidget:
         if toolbar is not None:
             toolbar.remove_rubberband()
         end = self._image_px(event.x, event.y)
-        if self.mode.value != "box":
+        if self.mode.value in BRUSH_MODES:
+            stroke, self._stroke = [*self._stroke, end], []
+            self.handle_stroke(stroke)
+        elif self.mode.value != "box":
             self.handle_click(*end)
         elif max(abs(event.x - press[0]), abs(event.y - press[1])) < MIN_DRAG_PX:
             self.status.value = "box mode: drag from one corner of the structure to the other"
@@ -211,9 +244,12 @@ class PromptWidget:
         timing, self._pending = self._pending, None
         timing["drawn_ms"] = round(1000 * (time.perf_counter() - timing.pop("start")), 1)
         self.timings.append(timing)
+        note = ""
+        if timing["gesture"].endswith("click") and self.session.history:
+            note = getattr(self.session.history[-1][1], "note", "")
         self.status.value = (
             f"{timing['gesture']} ({timing['structure']}): drawn {timing['drawn_ms']:.0f} ms after the release "
-            f"(model {timing['model_ms']:.0f} ms)"
+            f"(model {timing['model_ms']:.0f} ms){f': {note}' if note else ''}<br>{self.behaviour_line}"
         )
 
     def redraw(self) -> None:
@@ -221,12 +257,13 @@ class PromptWidget:
         session = self.session
         image = session.frames[session.frame].image
         self.axes.clear()
-        self.axes.imshow(overlay(image, session.label_map()))
+        self.shown = session.label_map()
+        self.axes.imshow(overlay(image, self.shown))
         for action, _ in session.history:
             if action[0] == "box":
                 x0, y0, x1, y1 = action[1]
                 self.axes.add_patch(_rectangle(x0, y0, x1, y1))
-            else:
+            elif action[0] == "click":
                 (x, y), label = action[1], action[2]
                 self.axes.plot([x], [y], marker="o", color="lime" if label else "red", markersize=6)
         self.axes.set_title(f"{session.frame}: {session.structure} ({len(session.history)} actions)")

@@ -8,8 +8,10 @@ the box of a single pixel at column 3, row 5 is ``(3, 5, 3, 5)``. They are int64
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 JITTER_MODES = ("outward", "relative", "mm")
+MAIN_REGION_SHARE = 0.2  # components smaller than this share of the largest one are stray blobs
 
 
 def _as_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
@@ -121,3 +123,21 @@ def jitter_box(
         if moved[hi] < moved[lo]:
             moved[lo] = moved[hi] = np.floor((moved[lo] + moved[hi]) / 2)
     return clip_box(moved, image_shape)
+
+
+def main_region(mask: np.ndarray, share: float = MAIN_REGION_SHARE) -> np.ndarray:
+    """``(H, W)`` bool: the connected components (8-connected) of ``mask`` holding at least ``share`` of the
+    largest one's pixels (a myocardium ring broken at the apex keeps both halves; a stray blob goes)."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = np.flatnonzero(sizes >= share * sizes.max()) + 1
+    return np.isin(labels, keep)
+
+
+def boxes_of(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """``(n, 4)`` boxes of the :func:`main_region` of ``masks`` ``(n, H, W)``; an empty mask keeps its
+    ``fallback`` ``(n, 4)`` box."""
+    return np.stack([box_from_mask(main_region(m)) if m.any() else np.asarray(fallback[i])
+                     for i, m in enumerate(masks)])

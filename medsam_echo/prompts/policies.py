@@ -11,6 +11,14 @@ A policy turns a label map and the structures to segment into one prompt per str
   ``iterative_rounds`` extra rounds, each adding one click in the error region of the previous
   prediction and feeding that prediction's low-res logits back as the mask prompt
   (:func:`iterative_round`).
+- ``robust``: the prompts of real use, drawn per structure (``box_mix`` weights): a ``tight`` box (outward
+  U{0..``jitter_amount``} px), a ``loose`` one (each side outward by U[0, ``loose_fraction``] of the box
+  size), a ``shifted`` one (moved by up to ``shift_fraction`` of its size, sides also moved in or out by
+  up to half that: boxes too small as well as too large), and ``auto``: the box of the model's own
+  learned-prompt mask, the automatic mode's start (substituted in the training step, which has that
+  mask; :func:`box_of_logits`). With ``click_rounds`` > 0 the step then adds error-region clicks with
+  the previous logits fed back (:func:`iterative_round`), after up to ``click_free_rounds`` unsupervised
+  ones, so the point and mask paths learn the clinician's correction loop.
 
 Adding a prompt kind is one function and one entry in ``_KINDS``.
 
@@ -36,12 +44,13 @@ import torch.nn.functional as F
 from numpy.random import Generator
 
 from medsam_echo.data.sample import STRUCTURES, structure_mask
-from medsam_echo.prompts.boxes import JITTER_MODES, box_from_mask, jitter_box
+from medsam_echo.prompts.boxes import JITTER_MODES, box_from_mask, clip_box, jitter_box
 from medsam_echo.prompts.clicks import next_click
 from medsam_echo.prompts.points import most_interior_point, neighbour_mask, sample_points
 from medsam_echo.prompts.prompt_set import Prompts, to_model_inputs
 
-POLICIES = ("box", "points", "box_points", "mix", "iterative")
+POLICIES = ("box", "points", "box_points", "mix", "iterative", "robust")
+BOX_KINDS = ("tight", "loose", "shifted", "auto")  # the ``robust`` policy's boxes (module docstring)
 _FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "dict[str, float]": dict}
 NEGATIVE_SOURCES = ("neighbours", "background")
 
@@ -63,6 +72,13 @@ class PromptPolicyConfig:
         mix: weights of ``box`` / ``points`` / ``box_points`` for the ``mix`` policy.
         iterative_start: the first-round kind for ``iterative`` (``box``, ``points``, ``box_points``, ``mix``).
         iterative_rounds: extra click rounds for ``iterative`` (SAM: 8 in all, SAM-Med2D: 8, MedSAM2: 7).
+        box_mix: weights of the ``robust`` policy's box kinds (``BOX_KINDS``), drawn per structure.
+        loose_fraction: ``loose`` boxes: each side outward by U[0, this] of the box width / height.
+        shift_fraction: ``shifted`` boxes: moved by U[-this, this] of the box size in x and y.
+        click_rounds: supervised correction-click rounds per step after the box (``robust``), each a click
+            in the largest error region with the previous logits as the mask prompt.
+        click_free_rounds: up to this many (U{0..n}) unsupervised click rounds before those, so later
+            clicks of a long correction are trained without paying their backward pass.
     """
 
     policy: str = "box"
@@ -75,6 +91,13 @@ class PromptPolicyConfig:
     mix: dict[str, float] = field(default_factory=lambda: {"box": 1.0, "points": 1.0, "box_points": 1.0})
     iterative_start: str = "box"
     iterative_rounds: int = 7
+    box_mix: dict[str, float] = field(
+        default_factory=lambda: {"tight": 1.0, "loose": 1.0, "shifted": 1.0, "auto": 1.0}
+    )
+    loose_fraction: float = 0.3
+    shift_fraction: float = 0.15
+    click_rounds: int = 0
+    click_free_rounds: int = 0
 
     def __post_init__(self) -> None:
         def check(ok: bool, message: str) -> None:
@@ -105,6 +128,19 @@ class PromptPolicyConfig:
         )
         check(self.iterative_start in (*_KINDS, "mix"), f"iterative_start {self.iterative_start!r} invalid")
         check(self.iterative_rounds >= 0, f"iterative_rounds must be >= 0, got {self.iterative_rounds}")
+        check(set(self.box_mix) <= set(BOX_KINDS), f"box_mix keys {sorted(self.box_mix)} must be a subset of {BOX_KINDS}")
+        check(
+            all(w >= 0 for w in self.box_mix.values()) and sum(self.box_mix.values()) > 0,
+            "box_mix weights must be >= 0, sum > 0",
+        )
+        check(0 <= self.loose_fraction < 1, f"loose_fraction must be in [0, 1), got {self.loose_fraction}")
+        check(0 <= self.shift_fraction < 0.5, f"shift_fraction must be in [0, 0.5), got {self.shift_fraction}")
+        check(self.click_rounds >= 0, f"click_rounds must be >= 0, got {self.click_rounds}")
+        check(self.click_free_rounds >= 0, f"click_free_rounds must be >= 0, got {self.click_free_rounds}")
+        check(
+            self.click_free_rounds == 0 or self.click_rounds > 0,
+            "click_free_rounds needs click_rounds > 0 (the free rounds lead up to a supervised one)",
+        )
         starts_with_points = self.policy == "iterative" and self.iterative_start != "box"
         uses_points = self.policy in ("points", "box_points", "mix") or starts_with_points
         check(not uses_points or self.n_pos + self.n_neg > 0, "point policies need n_pos + n_neg > 0")
@@ -148,6 +184,43 @@ def _box_points(
     return (box, *_points(mask, others, rng, cfg, spacing)[1:])
 
 
+def robust_box(box: np.ndarray, kind: str, rng: Generator, cfg: PromptPolicyConfig,
+               image_shape: tuple[int, int]) -> np.ndarray:
+    """A ``tight`` / ``loose`` / ``shifted`` copy of the tight ``box`` ``(4,)`` XYXY inclusive px (module
+    docstring), clipped to ``image_shape`` ``(H, W)``; ``auto`` boxes come from the model
+    (:func:`box_of_logits`) and are drawn here as ``tight`` ones, their stand-in when the model's mask is
+    empty."""
+    box = np.asarray(box, np.float64)
+    size = np.tile(box[2:] - box[:2] + 1, 2)  # (w, h, w, h)
+    if kind in ("tight", "auto"):
+        return jitter_box(box, rng, "outward", image_shape=image_shape, amount=cfg.jitter_amount)
+    if kind == "loose":
+        moved = box + rng.uniform(0, cfg.loose_fraction, size=4) * size * np.array([-1, -1, 1, 1])
+    elif kind == "shifted":
+        shift = np.tile(rng.uniform(-cfg.shift_fraction, cfg.shift_fraction, size=2), 2)
+        sides = rng.uniform(-cfg.shift_fraction / 2, cfg.shift_fraction / 2, size=4) * np.array([-1, -1, 1, 1])
+        moved = box + (shift + sides) * size
+    else:
+        raise ValueError(f"unknown box kind {kind!r}; choose from {BOX_KINDS}")
+    moved = np.rint(moved)
+    for lo, hi in ((0, 2), (1, 3)):  # never inverted: a collapsed side pair keeps one pixel
+        if moved[hi] < moved[lo]:
+            moved[lo] = moved[hi] = np.floor((moved[lo] + moved[hi]) / 2)
+    return clip_box(moved, image_shape)
+
+
+def draw_box_kinds(config: PromptPolicyConfig, rng: Generator, n: int) -> list[str]:
+    """``n`` box kinds drawn from ``config.box_mix`` (one per structure of one image)."""
+    kinds = sorted(config.box_mix)
+    weights = np.array([config.box_mix[k] for k in kinds], dtype=np.float64)
+    return [kinds[i] for i in rng.choice(len(kinds), size=n, p=weights / weights.sum())]
+
+
+def _robust(mask: np.ndarray, others: np.ndarray, rng: Generator, cfg: PromptPolicyConfig, spacing: Spacing,
+            box_kind: str = "tight") -> KindResult:
+    return robust_box(box_from_mask(mask), box_kind, rng, cfg, mask.shape), None, None
+
+
 # kind -> (mask (H, W), neighbours (H, W), rng, config, spacing) -> KindResult
 _KINDS: dict[str, Callable[..., KindResult]] = {"box": _box, "points": _points, "box_points": _box_points}
 
@@ -155,6 +228,8 @@ _KINDS: dict[str, Callable[..., KindResult]] = {"box": _box, "points": _points, 
 def choose_kind(config: PromptPolicyConfig, rng: np.random.Generator) -> str:
     """The prompt kind of one batch: fixed by the policy, or drawn from ``config.mix``."""
     name = config.iterative_start if config.policy == "iterative" else config.policy
+    if name == "robust":
+        return "box"
     if name != "mix":
         return name
     kinds = sorted(config.mix)
@@ -170,6 +245,7 @@ def make_prompts(
     *,
     kind: str | None = None,
     spacing: tuple[float, float] | None = None,
+    box_kinds: Sequence[str] | None = None,
 ) -> Prompts:
     """Prompts for the ``structures`` of one label map, in px of that label map.
 
@@ -180,16 +256,22 @@ def make_prompts(
         config: the policy.
         kind: ``"box"``, ``"points"`` or ``"box_points"``; default drawn by :func:`choose_kind`.
         spacing: ``(sx, sy)`` mm per px, needed for ``jitter_mode="mm"``.
+        box_kinds: with the ``robust`` policy, one ``BOX_KINDS`` name per structure (default: drawn).
     """
     kind = kind or choose_kind(config, rng)
     if kind not in _KINDS:
         raise ValueError(f"unknown prompt kind {kind!r}; choose from {sorted(_KINDS)}")
+    if config.policy == "robust" and box_kinds is None:
+        box_kinds = draw_box_kinds(config, rng, len(structures))
     boxes, points, labels = [], [], []
-    for name in structures:
+    for i, name in enumerate(structures):
         mask = structure_mask(label_map, name)
         if not mask.any():
             raise ValueError(f"structure {name!r} is absent from the label map: cannot prompt it")
-        box, xy, lab = _KINDS[kind](mask, neighbour_mask(label_map, name), rng, config, spacing)
+        if box_kinds is not None:
+            box, xy, lab = _robust(mask, mask, rng, config, spacing, box_kind=box_kinds[i])
+        else:
+            box, xy, lab = _KINDS[kind](mask, neighbour_mask(label_map, name), rng, config, spacing)
         boxes.append(box)
         points.append(xy)
         labels.append(lab)

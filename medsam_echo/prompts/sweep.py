@@ -7,21 +7,28 @@ from a generator seeded by the case id (``eval_prompts.case_rng``).
 NoC@90 (number of clicks to reach Dice 0.90) follows the interactive-segmentation convention: clicks are
 simulated by ``next_click`` (most interior point of the largest error region) and a case that never
 reaches the target counts as ``max_clicks``. A sweep may start from nothing (the first click is the
-first prompt), from a tight box, or from the automatic mode's result (its boxes, no human input): then
-the start is click 0, and a start already at Dice 0.90 needs 0 clicks.
+first prompt), from a tight box, from a loose box (every side pushed outward by U{0..loose_px} px, seeded
+by the case id) or from the automatic mode's result (its boxes, no human input): then the start is click
+0, and a start already at Dice 0.90 needs 0 clicks.
+
+How a model answers a click is a :class:`Clicker`'s business: by default every click is added to the
+prompts and all of them are decoded again (:class:`PromptsClicker`, over a ``predict`` function);
+``EchoPredictor.clicker()`` answers through ``EchoPredictor.refine`` instead, with the model's own click
+behaviour (mask feedback for click-trained models, box edits for box-only ones: ``prompts.kinds``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from medsam_echo.data.sample import EchoSample
 from medsam_echo.evaluation.metrics import dice
 from medsam_echo.prompts.boxes import box_from_mask, jitter_box
-from medsam_echo.prompts.clicks import next_click
+from medsam_echo.prompts.clicks import n_components, next_click, stripe_score
 from medsam_echo.prompts.decode import PredictFn
 from medsam_echo.prompts.eval_prompts import case_rng
 from medsam_echo.prompts.points import most_interior_point
@@ -80,50 +87,94 @@ def jitter_sweep(
     return rows
 
 
-def _clicks(pred: np.ndarray, gt: np.ndarray, prompts: Prompts | None) -> tuple[np.ndarray, np.ndarray]:
-    """Next click per structure; a perfect structure repeats its last click (shapes stay equal)."""
+def _clicks(pred: np.ndarray, gt: np.ndarray, last: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Next click per structure; a perfect structure repeats its last click (shapes stay equal), or gets a
+    positive click at its most interior point before any click."""
     xy, labels = [], []
     for i in range(gt.shape[0]):
         click = next_click(pred[i], gt[i])
         if click is None:
-            last = prompts is not None and prompts.points is not None
-            click = (
-                (prompts.points[i, -1], prompts.labels[i, -1]) if last else (most_interior_point(gt[i]), 1)
-            )
+            click = (last[0][i], last[1][i]) if last is not None else (most_interior_point(gt[i]), 1)
         xy.append(click[0])
         labels.append(click[1])
     return np.stack(xy), np.array(labels)
 
 
-SWEEP_STARTS = ("none", "box", "auto")
+class Clicker(Protocol):
+    """A model answering a first prompt and then one correction click per structure at a time."""
+
+    def start(self, image: np.ndarray, prompts: Prompts) -> np.ndarray:
+        """``(n, H, W)`` bool masks of the first ``prompts`` on ``image``."""
+
+    def click(self, xy: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """``(n, H, W)`` bool masks after one more click per structure (``xy`` ``(n, 2)``, ``labels`` ``(n,)``)."""
+
+
+class PromptsClicker:
+    """Every click added to the prompts, all of them decoded again by ``predict`` (no mask fed back)."""
+
+    def __init__(self, predict: PredictFn) -> None:
+        self.predict = predict
+        self.image: np.ndarray | None = None
+        self.prompts: Prompts | None = None
+
+    def start(self, image: np.ndarray, prompts: Prompts) -> np.ndarray:
+        self.image, self.prompts = image, prompts
+        return self.predict(image, prompts)
+
+    def click(self, xy: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        self.prompts = self.prompts.add_clicks(xy, labels)
+        return self.predict(self.image, self.prompts)
+
+
+SWEEP_STARTS = ("none", "box", "loose", "auto")
+LOOSE_PX = 10  # a loose box: every side pushed outward by U{0..10} px (MedSAM's training jitter at 224 px: ~4)
 
 # auto_prompts(image (H, W), structures) -> the automatic mode's box prompts for that image (no ground truth)
 AutoPrompts = Callable[[np.ndarray, Sequence[str]], Prompts]
 
 
+def loose_boxes(gt: np.ndarray, case_id: str, loose_px: float = LOOSE_PX) -> np.ndarray:
+    """``(n, 4)`` boxes of the ``(n, H, W)`` masks with every side pushed outward by U{0..loose_px} px, seeded
+    by the case id (the same boxes for every model and run)."""
+    rng = case_rng(case_id, f"loose/{loose_px:g}")
+    return np.stack(
+        [jitter_box(box_from_mask(m), rng, "outward", image_shape=gt.shape[1:], amount=loose_px) for m in gt]
+    )
+
+
 def click_sweep(
-    predict: PredictFn,
+    predict: PredictFn | None,
     samples: Iterable[EchoSample],
     structures: Sequence[str],
     *,
     max_clicks: int = 10,
     start: str = "none",
     auto_prompts: AutoPrompts | None = None,
+    clicker: Clicker | None = None,
+    loose_px: float = LOOSE_PX,
+    shape_metrics: bool = False,
 ) -> list[dict]:
     """Dice after each simulated correction click, all structures of an image clicked together.
 
     Args:
-        predict: ``(image, prompts) -> (n, H, W)`` bool masks.
+        predict: ``(image, prompts) -> (n, H, W)`` bool masks (with ``clicker=None``).
         samples: labelled samples.
         structures: structures to segment.
         max_clicks: clicks per structure.
         start: ``"none"`` (the first click is the most interior point of the structure), ``"box"``
-            (a tight box first, reported as click 0, then clicks on its errors) or ``"auto"`` (the
+            (a tight box first, reported as click 0, then clicks on its errors), ``"loose"`` (a box
+            pushed outward by U{0..loose_px} px per side, :func:`loose_boxes`) or ``"auto"`` (the
             automatic mode's boxes first, as click 0; needs ``auto_prompts``).
         auto_prompts: the automatic mode's box prompts of an image (``start="auto"``).
+        clicker: how the model answers the clicks; default :class:`PromptsClicker` over ``predict``.
+        loose_px: the loose box's outward jitter in px.
+        shape_metrics: also report each mask's ``stripes`` (``clicks.stripe_score``, 2.0 for a smooth
+            region) and ``components`` (8-connected).
 
     Returns:
-        One row per case, structure and click count: ``case_id``, ``structure``, ``clicks``, ``dice``.
+        One row per case, structure and click count: ``case_id``, ``structure``, ``clicks``, ``dice``
+        (and ``stripes``, ``components`` with ``shape_metrics``).
     """
     if start not in SWEEP_STARTS:
         raise ValueError(f"start must be one of {SWEEP_STARTS}, got {start!r}")
@@ -131,33 +182,37 @@ def click_sweep(
         raise ValueError("start='auto' needs auto_prompts (the automatic mode's boxes)")
     if max_clicks < 1:
         raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
+    if clicker is None:
+        if predict is None:
+            raise ValueError("click_sweep needs predict or a clicker")
+        clicker = PromptsClicker(predict)
     rows = []
     for sample in samples:
         gt = structure_masks(_labelled(sample), structures)
         prompts, pred = None, np.zeros_like(gt)
         if start == "box":
             prompts = Prompts(tuple(structures), boxes=np.stack([box_from_mask(m) for m in gt]))
+        elif start == "loose":
+            prompts = Prompts(tuple(structures), boxes=loose_boxes(gt, sample.case_id, loose_px))
         elif start == "auto":
             prompts = auto_prompts(sample.image, tuple(structures))
         if prompts is not None:
-            pred = predict(sample.image, prompts)
+            pred = clicker.start(sample.image, prompts)
+        last = None
         for clicks in range(0 if prompts is not None else 1, max_clicks + 1):
             if clicks:
-                xy, labels = _clicks(pred, gt, prompts)
+                xy, labels = _clicks(pred, gt, last)
                 if prompts is None:
                     prompts = Prompts(tuple(structures), points=xy[:, None], labels=labels[:, None])
+                    pred = clicker.start(sample.image, prompts)
                 else:
-                    prompts = prompts.add_clicks(xy, labels)
-                pred = predict(sample.image, prompts)
+                    pred = clicker.click(xy, labels)
+                last = (xy, labels)
             for i, name in enumerate(structures):
-                rows.append(
-                    {
-                        "case_id": sample.case_id,
-                        "structure": name,
-                        "clicks": clicks,
-                        "dice": dice(pred[i], gt[i]),
-                    }
-                )
+                row = {"case_id": sample.case_id, "structure": name, "clicks": clicks, "dice": dice(pred[i], gt[i])}
+                if shape_metrics:
+                    row |= {"stripes": stripe_score(pred[i]), "components": n_components(pred[i])}
+                rows.append(row)
     return rows
 
 
@@ -193,18 +248,23 @@ def mean_by(rows: Iterable[dict], key: str, value: str = "dice") -> dict[tuple, 
     return {group: float(np.mean(values)) for group, values in sorted(groups.items())}
 
 
-def summarize_sweeps(jitter_rows: list[dict], click_rows: list[dict], starts: dict[str, list[dict]] | None = None) -> dict:
-    """Mean Dice per structure and jitter level / click count, and mean NoC@90 per structure.
+NOC_TARGETS = (0.85, 0.90)
 
-    ``starts``: click sweeps from other starts (``{"auto": rows}``), summarised as ``dice_by_clicks_from_<start>``
-    and ``noc90_from_<start>`` next to the sweep from nothing.
+
+def summarize_sweeps(jitter_rows: list[dict], click_rows: list[dict], starts: dict[str, list[dict]] | None = None) -> dict:
+    """Mean Dice per structure and jitter level / click count, and mean NoC@85 and NoC@90 per structure.
+
+    ``starts``: click sweeps from other starts (``{"box": rows, "loose": rows, "auto": rows}``), summarised as
+    ``dice_by_clicks_from_<start>``, ``noc85_from_<start>`` and ``noc90_from_<start>`` next to the sweep
+    from nothing.
     """
     summary = {"dice_by_jitter": {f"{s}@{lvl:g}": v for (s, lvl), v in mean_by(jitter_rows, "level").items()}}
     for start, rows in {"": click_rows, **(starts or {})}.items():
         suffix = f"_from_{start}" if start else ""
-        nocs: dict[str, list[int]] = {}
-        for row in noc_table(rows):
-            nocs.setdefault(row["structure"], []).append(row["noc"])
         summary[f"dice_by_clicks{suffix}"] = {f"{s}@{c}": v for (s, c), v in mean_by(rows, "clicks").items()}
-        summary[f"noc90{suffix}"] = {s: float(np.mean(v)) for s, v in sorted(nocs.items())}
+        for target in NOC_TARGETS:
+            nocs: dict[str, list[int]] = {}
+            for row in noc_table(rows, target):
+                nocs.setdefault(row["structure"], []).append(row["noc"])
+            summary[f"noc{round(100 * target)}{suffix}"] = {s: float(np.mean(v)) for s, v in sorted(nocs.items())}
     return summary

@@ -110,7 +110,11 @@ class TrainConfig:
     augmentation), ``true`` (required: an error if impossible) or ``false``; validation images are then
     served from the cache too. encoder_precision: how the cache is filled (``fp32``; ``bf16`` or ``auto``
     = bf16 where the CPU or GPU has native bf16). eval_at_start: validate before the first step (step 0 in
-    ``metrics.jsonl``, the zero-shot score of a pretrained model); ``auto`` = for pretrained sources."""
+    ``metrics.jsonl``, the zero-shot score of a pretrained model); ``auto`` = for pretrained sources.
+    eval_loose_px: when > 0, validation also scores loose boxes, every side pushed outward by U{0..this} px
+    of the original image (``val_loose_dice``; the protocol of ``predict --jitter-px``). select_metric: what
+    picks ``best/``: ``val_dice`` (tight boxes) or ``robust``, the mean of ``val_dice``, ``val_loose_dice``
+    and ``val_auto_dice`` (a model for tight boxes, loose boxes and no prompt alike)."""
 
     seed: int = 0
     epochs: int = 1
@@ -128,6 +132,8 @@ class TrainConfig:
     eval_at_start: bool | str = "auto"
     tensorboard: bool = False
     eval_prompt: str = "box"
+    eval_loose_px: float = 0.0
+    select_metric: str = "val_dice"
 
 
 @dataclass
@@ -168,6 +174,12 @@ class ExperimentConfig:
         if self.train.eval_at_start not in (True, False, "auto"):
             raise ConfigError(f"train.eval_at_start: {self.train.eval_at_start!r} is not one of [true, false, 'auto']")
         _choice("auto.mode", self.auto.mode, ("none", "tokens"))
+        _choice("train.select_metric", self.train.select_metric, ("val_dice", "robust"))
+        if self.train.select_metric == "robust" and (self.auto.mode != "tokens" or self.train.eval_loose_px <= 0):
+            raise ConfigError("train.select_metric=robust averages tight-box, loose-box and automatic Dice: it needs "
+                              "auto.mode=tokens and train.eval_loose_px > 0")
+        if self.train.eval_loose_px < 0:
+            raise ConfigError(f"train.eval_loose_px: {self.train.eval_loose_px} must be >= 0")
         _check_structures(self.data.structures)
         _check_ranges(self)
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from medsam_echo.models.convert import save_sam
 from medsam_echo.models.fast_encoder import InferenceEncoder
-from medsam_echo.training.batches import make_train_prompts, structure_targets
+from medsam_echo.training.batches import make_robust_plan, make_train_prompts, structure_targets
 from medsam_echo.training.checkpoint import (
     Progress,
     install_trained_only_hooks,
@@ -447,6 +447,8 @@ def train_step(cfg: ExperimentConfig, accelerator, model, optimizer, scheduler, 
 
 def _step_loss(cfg: ExperimentConfig, model, batch: dict, epoch: int, index: int, accelerator):
     """Prompts for the batch, the forward (with refinement rounds) and the loss."""
+    if cfg.prompts.policy == "robust":
+        return _robust_step_loss(cfg, model, batch, epoch, index, accelerator)
     labels = batch["labels"].cpu().numpy()
     prompts, inputs, multimask, refine, rounds = make_train_prompts(
         cfg, labels, batch["index"].tolist(), epoch, index, accelerator.device
@@ -464,6 +466,29 @@ def _step_loss(cfg: ExperimentConfig, model, batch: dict, epoch: int, index: int
         auto_loss, auto_parts = sam_loss(out[2], out[3], targets, batch["valid_size"], **terms)
         loss = loss + cfg.auto.weight * auto_loss
         parts.update({f"auto_{k}": v for k, v in auto_parts.items()})
+    return loss, parts
+
+
+def _robust_step_loss(cfg: ExperimentConfig, model, batch: dict, epoch: int, index: int, accelerator):
+    """The ``robust`` policy's loss: box pass + ``auto.weight`` x learned-prompt pass + the mean of the
+    supervised click rounds, all against the same targets."""
+    labels = batch["labels"].cpu().numpy()
+    plan = make_robust_plan(cfg, labels, batch["index"].tolist(), epoch, index, batch["valid_size"].cpu().numpy(),
+                            accelerator.device)
+    targets = structure_targets(labels, cfg.data.structures, accelerator.device)
+    kwargs = ({"image_embeddings": batch["image_embeddings"]} if "image_embeddings" in batch
+              else {"pixel_values": batch["pixel_values"]})
+    learned = tuple(cfg.data.structures) if cfg.auto.mode == "tokens" else ()
+    out = model(None, plan=plan, learned_structures=learned, **kwargs)
+    w = cfg.loss
+    terms = {"dice": w.dice, "bce": w.bce, "focal": w.focal, "focal_gamma": w.focal_gamma, "iou": w.iou}
+    loss, parts = sam_loss(*out["box"][0], targets, batch["valid_size"], **terms)
+    for name, outputs, weight in (("auto", out["learned"], cfg.auto.weight), ("click", out["clicks"], 1.0)):
+        for logits, iou in outputs:
+            extra, extra_parts = sam_loss(logits, iou, targets, batch["valid_size"], **terms)
+            loss = loss + weight / len(outputs) * extra
+            for key, value in extra_parts.items():
+                parts[f"{name}_{key}"] = parts.get(f"{name}_{key}", 0.0) + value / len(outputs)
     return loss, parts
 
 
@@ -506,12 +531,16 @@ def _evaluate_and_log(cfg, model, val_loader, accelerator, built, base_ref, prog
     record = {"step": progress.step, "epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None,
               "val_dice": float(np.mean([dice[s] for s in cfg.data.structures]))}
     record.update({f"val_dice_{name}": value for name, value in dice.items()})
-    if cfg.auto.mode != "none":  # the prompt-free masks, reported next to the prompted ones (best/ stays prompted)
-        record["val_auto_dice"] = float(np.mean([dice[f"auto_{s}"] for s in cfg.data.structures]))
+    for prefix in ("auto", "loose"):  # the prompt-free and loose-box masks, reported next to the tight-box ones
+        if f"{prefix}_{cfg.data.structures[0]}" in dice:
+            record[f"val_{prefix}_dice"] = float(np.mean([dice[f"{prefix}_{s}"] for s in cfg.data.structures]))
+    if cfg.train.select_metric == "robust":
+        record["val_robust_dice"] = float(np.mean([record[k] for k in ("val_dice", "val_loose_dice", "val_auto_dice")]))
     accelerator.log({f"val/{k}": v for k, v in record.items() if k.startswith("val_")}, step=progress.step)
     accelerator.print(json.dumps(record))
-    if record["val_dice"] > progress.best_dice:
-        progress.best_dice, progress.best_step = record["val_dice"], progress.step
+    selected = record["val_robust_dice" if cfg.train.select_metric == "robust" else "val_dice"]
+    if selected > progress.best_dice:
+        progress.best_dice, progress.best_step = selected, progress.step
         _save_final(accelerator, cfg, model, built, base_ref, BEST)
     if accelerator.is_main_process:
         RunFolder(Path(cfg.output_dir)).append_metrics(record)

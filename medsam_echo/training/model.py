@@ -150,7 +150,8 @@ class PromptedSam(nn.Module):
         refine: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
         rounds: int = 0,
         learned_structures: Sequence[str] = (),
-    ) -> tuple[torch.Tensor, ...]:
+        plan=None,
+    ) -> tuple[torch.Tensor, ...] | dict[str, list]:
         """One training forward.
 
         Args:
@@ -162,13 +163,17 @@ class PromptedSam(nn.Module):
                 (with ``input_masks``); used for ``rounds`` extra rounds, run without gradients.
             rounds: number of refinement rounds before the supervised one.
             learned_structures: also decode these structures from the learned prompts alone (no prompt).
+            plan: a ``training.batches.RobustPlan`` (the ``robust`` policy); ``prompts`` is then unused.
 
         Returns:
             ``(logits (B, n, m, h, w), iou (B, n, m))`` of the final round, followed with
             ``learned_structures`` by the learned-prompt ``(logits (B, n', 1, h, w), iou (B, n', 1))``.
+            With ``plan``: :meth:`robust_forward`'s dict.
         """
         if image_embeddings is None:
             image_embeddings = self.encode(pixel_values)
+        if plan is not None:
+            return self.robust_forward(image_embeddings, plan, learned_structures)
         for _ in range(rounds):
             with torch.no_grad():
                 logits, _ = decode_candidates(self.model, image_embeddings.detach(), prompts, multimask_output=False)
@@ -179,3 +184,32 @@ class PromptedSam(nn.Module):
         if self.learned is None:
             raise RuntimeError("this model has no learned prompts (auto.mode: tokens)")
         return (*out, *decode_learned(self.model, self.learned, image_embeddings, learned_structures))
+
+    def robust_forward(self, image_embeddings: torch.Tensor, plan, learned_structures: Sequence[str]) -> dict[str, list]:
+        """The ``robust`` policy's step on ``(B, C, h', w')`` embeddings.
+
+        Returns:
+            ``{"learned": [(logits, iou)] or [], "box": [(logits, iou)], "clicks": [(logits, iou), ...]}``,
+            each ``logits`` ``(B, n, 1, h, w)`` and ``iou`` ``(B, n, 1)``: the learned-prompt masks (their
+            detached boxes replace the ``auto`` structures' boxes), the box pass, then one entry per
+            supervised click round (after ``plan.free_rounds`` unsupervised ones).
+        """
+        out: dict[str, list] = {"learned": [], "box": [], "clicks": []}
+        if learned_structures:
+            if self.learned is None:
+                raise RuntimeError("this model has no learned prompts (auto.mode: tokens)")
+            out["learned"].append(decode_learned(self.model, self.learned, image_embeddings, learned_structures))
+            inputs = plan.with_auto_boxes(out["learned"][0][0][:, :, 0])
+        else:
+            inputs = plan.inputs
+        logits, iou = decode_candidates(self.model, image_embeddings, inputs, multimask_output=False)
+        out["box"].append((logits, iou))
+        if plan.click_rounds == 0:
+            return out
+        for _ in range(plan.free_rounds):
+            with torch.no_grad():
+                logits, iou = decode_candidates(self.model, image_embeddings.detach(), plan.click(logits[:, :, 0]))
+        for _ in range(plan.click_rounds):
+            logits, iou = decode_candidates(self.model, image_embeddings, plan.click(logits[:, :, 0]))
+            out["clicks"].append((logits, iou))
+        return out

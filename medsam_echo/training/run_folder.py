@@ -4,7 +4,8 @@
       config.yaml       the resolved ExperimentConfig, read back through its typed schema
       metrics.jsonl     one validation record per line (step 0: before fine-tuning)
       base/             a from-scratch run's initial weights (its base checkpoint)
-      model/, best/     trained weights, method.json, base.json (adapters.persist) and view_prior.json
+      model/, best/     trained weights, method.json, base.json (adapters.persist), view_prior.json and
+                        prompt_kinds.json (the prompt kinds trained with: prompts.kinds)
       checkpoints/      step-N/ and `latest` (training.checkpoint)
 
 Training writes through :class:`RunFolder`; the predictor, ``convert-checkpoint`` and the notebooks find a
@@ -20,6 +21,7 @@ from pathlib import Path
 from medsam_echo.adapters.persist import TRAINED_FILE, save_trained
 from medsam_echo.atomic import atomic_write_dir, atomic_write_text
 from medsam_echo.prompts.auto import VIEW_PRIOR_FILENAME, ViewPrior
+from medsam_echo.prompts.kinds import BOX, PromptKinds, kinds_from_config
 from medsam_echo.prompts.learned import LearnedPrompts
 from medsam_echo.training.config import ExperimentConfig, load_config, to_yaml
 
@@ -79,14 +81,16 @@ class RunFolder:
 
     def save_model(self, model, cfg: ExperimentConfig, which: str, *, base: str, profile,
                    view_prior: ViewPrior | None, learned: LearnedPrompts | None = None) -> Path:
-        """Write ``RUN/<which>``: trained weights, method, base reference, the view prior and the learned
-        prompts of the automatic mode if any.
+        """Write ``RUN/<which>``: trained weights, method, base reference, the prompt kinds trained with
+        (``prompt_kinds.json``, from ``cfg``), the view prior and the learned prompts of the automatic mode
+        if any.
 
         The folder is filled under a temporary name and renamed, so a crash never leaves weights of one
         step next to the view prior or method of another.
         """
         def fill(tmp: Path) -> None:
             save_trained(model, cfg.method, tmp, base=base, profile=profile)
+            kinds_from_config(cfg).save(tmp)  # what the predictor's clicks may rely on
             if view_prior is not None:
                 view_prior.save(tmp)  # automatic prompts for `predict --prompt auto`
             if learned is not None:
@@ -112,6 +116,18 @@ class FoundRun:
         cfg = self.run.config() if self.run is not None else None
         root = Path(cfg.data.root) if cfg is not None and cfg.data.root else None
         return root if root is not None and root.exists() else None
+
+    def prompt_kinds(self) -> PromptKinds:
+        """The prompt kinds the weights were trained with: ``prompt_kinds.json`` beside them, else derived
+        from the run's ``config.yaml`` (runs older than the file), else box only (nothing says more)."""
+        saved = PromptKinds.load(self.trained_dir)
+        if saved is not None:
+            return saved
+        cfg = self.run.config() if self.run is not None else None
+        if cfg is not None:
+            derived = kinds_from_config(cfg)
+            return PromptKinds(derived.kinds, origin=f"{self.run.config_path} ({derived.origin})", detail=derived.detail)
+        return PromptKinds((BOX,), origin=f"{self.trained_dir}: no prompt_kinds.json or config.yaml (box assumed)")
 
     def view_prior_path(self) -> Path | None:
         """``view_prior.json`` beside the weights, else in the run folder; ``None`` when neither has one."""

@@ -65,31 +65,43 @@ def validate(cfg, model, loader, accelerator) -> dict[str, float]:
     """Mean Dice per structure over the validation loader (all processes); ``{structure: dice}``.
 
     The keys are ``cfg.data.structures`` followed by their :func:`derived_structures`; with the automatic
-    mode (``auto.mode: tokens``) the same names prefixed ``auto_`` hold the Dice of the learned-prompt masks.
+    mode (``auto.mode: tokens``) the same names prefixed ``auto_`` hold the Dice of the learned-prompt masks,
+    and with ``train.eval_loose_px`` > 0 the names prefixed ``loose_`` that of loose boxes.
     """
     was_training = model.training
     model.eval()
     policy = eval_policy(cfg.train.eval_prompt)
+    loose = PromptPolicyConfig(policy="box", jitter_amount=float(cfg.train.eval_loose_px))
     structures = cfg.data.structures
     learned = tuple(structures) if cfg.auto.mode == "tokens" else ()
     scores = []
     for batch in loader:
-        prompts = [
-            evaluation_prompts(label, structures, case_id, policy, salt="val").to_input(geometry)
-            for label, case_id, geometry in zip(batch["original_label"], batch["case_id"], batch["geometry"], strict=True)
-        ]
-        inputs = to_model_inputs(prompts, accelerator.device)
         image = ({"image_embeddings": batch["image_embeddings"]} if "image_embeddings" in batch
                  else {"pixel_values": batch["pixel_values"]})
-        out = model(inputs, multimask_output=False, learned_structures=learned, **image)
+        out = model(_inputs(batch, structures, policy, "val", accelerator.device), multimask_output=False,
+                    learned_structures=learned, **image)
+        outputs = list(out[::2])  # the prompted masks, then the learned-prompt masks
+        if cfg.train.eval_loose_px > 0:
+            outputs += model(_inputs(batch, structures, loose, "val-loose", accelerator.device),
+                             multimask_output=False, **image)[:1]
         rows = [
-            [score for logits in out[::2]  # the prompted masks, then the learned-prompt masks
+            [score for logits in outputs
              for score in case_dice(geometry.to_original(logits[b, :, 0].float()), label, structures)]
             for b, (label, geometry) in enumerate(zip(batch["original_label"], batch["geometry"], strict=True))
         ]
         scores.append(torch.tensor(rows, device=accelerator.device, dtype=torch.float64))
     gathered = accelerator.gather_for_metrics(torch.cat(scores)).cpu().numpy()
     model.train(was_training)
-    names = [*structures, *derived_structures(structures)]
-    names += [f"auto_{name}" for name in names] if learned else []
+    base = [*structures, *derived_structures(structures)]
+    names = base + ([f"auto_{name}" for name in base] if learned else [])
+    names += [f"loose_{name}" for name in base] if cfg.train.eval_loose_px > 0 else []
     return {s: float(np.mean(gathered[:, i])) for i, s in enumerate(names)}
+
+
+def _inputs(batch: dict, structures: Sequence[str], policy: PromptPolicyConfig, salt: str, device) -> dict:
+    """The batch's validation prompts (seeded by case id and ``salt``) as ``SamModel`` tensors."""
+    prompts = [
+        evaluation_prompts(label, structures, case_id, policy, salt=salt).to_input(geometry)
+        for label, case_id, geometry in zip(batch["original_label"], batch["case_id"], batch["geometry"], strict=True)
+    ]
+    return to_model_inputs(prompts, device)

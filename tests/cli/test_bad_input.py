@@ -188,3 +188,19 @@ def test_a_run_with_nan_weights_is_refused_on_load(camus_root, tmp_path, capsys)
     state = {k: v.fill_(float("nan")) if "iou_prediction_head" in k else v for k, v in state.items()}
     save_file(state, str(weights))
     _refused(capsys, ["convert-checkpoint", str(run), str(tmp_path / "out")], 1, weights, "NaN / Inf weights")
+
+
+# ---- issue 29: tracebacks turned into one line -------------------------------------------------------
+
+
+def test_inspect_on_a_text_file_is_one_line_not_a_traceback(tmp_path, capsys):
+    text = tmp_path / "notes.pth"
+    text.write_text("hello\n")
+    err = _refused(capsys, ["inspect", str(text)], 1, "notes.pth", "not a readable checkpoint")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_export_nnunet_split_folds_zero_is_refused_before_anything_is_written(camus_root, tmp_path, capsys):
+    _refused(capsys, ["export-nnunet", "--data", str(camus_root), "--out", str(tmp_path / "raw"), "--split-folds", "0"],
+             2, "--split-folds 0")  # fmt: skip
+    assert not (tmp_path / "raw").exists()

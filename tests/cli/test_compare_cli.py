@@ -62,3 +62,44 @@ def test_compare_errors_name_the_folder_and_check_names(evaluated, tmp_path, cap
     assert str(tmp_path / "summary.json") in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli(["compare", str(a), str(a), "--names", "only-one", "--out", str(tmp_path / "r.md")])
+
+
+def test_compare_never_replaces_a_file_it_did_not_write(evaluated, capsys):
+    """``--out`` on evaluate's own report.md: refused, nothing written; its own report is replaced."""
+    a, b = evaluated / "eval_perfect", evaluated / "eval_shrunk"
+    before = (a / "report.md").read_bytes()
+    assert cli(["compare", str(a), str(b), "--out", str(a / "report.md")]) == 1
+    assert "was not written by medsam-echo compare" in capsys.readouterr().err
+    assert (a / "report.md").read_bytes() == before and not list(a.glob("report_*.png"))
+    out = evaluated / "mine" / "r.md"
+    assert cli(["compare", str(a), str(b), "--out", str(out)]) == 0
+    assert cli(["compare", str(a), str(b), "--out", str(out)]) == 0  # an earlier comparison: replaced
+
+
+def test_compare_out_a_folder_writes_inside_it_and_nothing_in_the_working_folder(evaluated, tmp_path, monkeypatch, capsys):
+    a, b = evaluated / "eval_perfect", evaluated / "eval_shrunk"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    assert cli(["compare", str(a), str(b), "--out", "reports"]) == 0
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
+        "comparison.md", "comparison_ef_bland_altman.png", "comparison_volumes_bland_altman.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+    assert cli(["compare", str(a), str(b), "--out", "new/"]) == 0 and (tmp_path / "new" / "comparison.md").is_file()
+
+
+def test_compare_says_when_runs_share_no_case_and_names_a_folder_that_is_no_evaluation(evaluated, tmp_path, capsys):
+    import shutil
+
+    a, b = evaluated / "eval_perfect", tmp_path / "other"
+    shutil.copytree(evaluated / "eval_shrunk", b)
+    for name in ("metrics.csv",):
+        text = (b / name).read_text().replace("patient", "other")
+        (b / name).write_text(text)
+    assert cli(["compare", str(a), str(b), "--out", str(tmp_path / "r.md")]) == 0
+    err = capsys.readouterr().err
+    assert "have no case in common" in err and "no case in common" in (tmp_path / "r.md").read_text()
+    (tmp_path / "not_eval").mkdir()
+    (tmp_path / "not_eval" / "summary.json").write_text('{"complete": true}')
+    assert cli(["compare", str(a), str(tmp_path / "not_eval"), "--out", str(tmp_path / "s.md")]) == 1
+    err = capsys.readouterr().err
+    assert "not the summary of `medsam-echo evaluate`" in err and "'structures'" not in err.split("(")[0]

@@ -16,7 +16,7 @@ from medsam_echo.cli import main as cli  # noqa: E402
 from medsam_echo.data.dicom_write import make_dicom_exam, write_us_cine  # noqa: E402
 from medsam_echo.data.io import read_image  # noqa: E402
 from medsam_echo.data.sample import structure_mask  # noqa: E402
-from medsam_echo.inference.cine import BIPLANE  # noqa: E402
+from medsam_echo.inference.cine import AREA_LENGTH, BIPLANE  # noqa: E402
 from medsam_echo.inference.dicom_seg import read_dicom_seg  # noqa: E402
 from medsam_echo.prompts.boxes import box_from_mask  # noqa: E402
 
@@ -59,8 +59,13 @@ def test_tiny_model_on_a_two_view_exam_writes_every_output(tmp_path, exam, tiny_
     ]
     assert cli(argv) == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["views"]) == {"2CH", "4CH"} and summary["exam"]["method"] == BIPLANE
-    assert set(summary["exam"]) >= {"edv_ml", "esv_ml", "ef", "units"}
+    assert set(summary["views"]) == {"2CH", "4CH"} and summary["complete"] is True
+    assert set(summary["exam"]) >= {"edv_ml", "esv_ml", "ef"}
+    # a random model's cavities need not contract: an EF only from views with a complete beat, else the reason
+    complete = [v for v, row in summary["views"].items() if "ef_reason" not in row]
+    assert summary["exam"]["method"] == (BIPLANE if len(complete) == 2 else None if not complete else AREA_LENGTH)
+    for row in summary["views"].values():
+        assert "ef_reason" not in row or row["ef_reason"].startswith("no complete beat")
     for view, row in summary["views"].items():
         assert row["frames"] == FRAMES and row["file"] == str(exam.paths[view])
         assert row["spacing_mm"] == pytest.approx(exam.cines[view].spacing, rel=1e-12)
@@ -82,15 +87,24 @@ def test_tiny_model_on_a_two_view_exam_writes_every_output(tmp_path, exam, tiny_
     assert summary["views"]["4CH"]["phase_source"].startswith("ECG R-waves (ECG waveform, R peaks detected)")
     assert summary["views"]["2CH"]["ed_frame"] == summary["views"]["4CH"]["ed_frame"] == 3
     assert sorted(summary["outputs"]) == sorted(p.name for p in out.iterdir())
-    argv[argv.index("--out") + 1] = str(exam.paths["2CH"].parent / "pred")  # outputs inside the exam folder
     argv[argv.index("--model") + 1] = "baseline:ellipse"  # (faster)
-    assert cli(argv) == 0 and cli(argv) == 0  # a second run skips the first's SEGs, replaces its own outputs
-    summary = json.loads((exam.paths["2CH"].parent / "pred" / "summary.json").read_text())
+    assert cli(argv) == 0  # a second run into the same folder replaces its own outputs
+    # an exam folder holding an earlier run's SEGs: they are skipped (and said so), not read as loops
+    pred = tmp_path / "copy" / "pred"
+    shutil.copytree(exam.paths["2CH"].parent, tmp_path / "copy", ignore=shutil.ignore_patterns("pred"))
+    shutil.copytree(out, pred)
+    argv[argv.index("--input") + 1] = str(tmp_path / "copy")
+    argv[argv.index("--out") + 1] = str(tmp_path / "out2")
+    assert cli(argv) == 0
+    summary = json.loads((tmp_path / "out2" / "summary.json").read_text())
     assert sorted(Path(line.split(":")[0]).name for line in summary["skipped"]) == [
         "2CH_seg.dcm",
         "4CH_seg.dcm",
     ]
-    shutil.rmtree(exam.paths["2CH"].parent / "pred")
+    assert "skipped" in capsys.readouterr().err
+    argv[argv.index("--out") + 1] = str(tmp_path / "copy" / "pred2")  # outputs inside the input folder: refused
+    assert cli(argv) == 1 and "inside the input folder" in capsys.readouterr().err
+    assert not (tmp_path / "copy" / "pred2").exists()
 
 
 def test_outputs_the_command_did_not_write_are_never_replaced(tmp_path, exam):
@@ -109,8 +123,9 @@ def test_views_given_on_the_command_line_and_no_spacing_said_everywhere(tmp_path
     folder = tmp_path / "loops"
     for name, view in (("a.dcm", "2CH"), ("b.dcm", "4CH")):
         write_us_cine(folder / name, exam.cines[view].images, frame_time_ms=60.0, spacing=None)
-    boxes = {name: [{"structure": "lv_endo", "box": box_from_mask(exam.cines[view].labels[3] == 1).tolist()}]
-             for name, view in (("a.dcm", "2CH"), ("b.dcm", "4CH"))}  # fmt: skip
+    boxes = {name: {str(t): [{"structure": "lv_endo", "box": box_from_mask(exam.cines[view].labels[t] == 1).tolist()}]
+                    for t in (exam.cines[view].ed_frames[0], exam.cines[view].es_frames[0])}
+             for name, view in (("a.dcm", "2CH"), ("b.dcm", "4CH"))}  # ED and ES: the ellipse contracts  # fmt: skip
     (tmp_path / "p.json").write_text(json.dumps(boxes))
     argv = [
         "predict",
@@ -148,6 +163,10 @@ def test_automatic_prompts_use_the_view_of_each_loop(tmp_path, exam, camus_root)
             "--view-prior", str(prior), "--out", str(out)]  # fmt: skip
     assert cli(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["prompts"] == "auto" and summary["exam"]["method"] == BIPLANE
     labels, _ = read_image(out / "4CH_labels.nii.gz", allow_stack=True)
     assert (labels == 1).any(axis=(1, 2)).all()  # a cavity on every frame
+    # the view prior's boxes are the same on every frame, so the ellipse never contracts: no beat, no EF
+    assert summary["prompts"] == "auto" and summary["exam"]["method"] is None and summary["exam"]["ef"] is None
+    assert all(row["ef_reason"].startswith("no complete beat") for row in summary["views"].values())
+    seg = pydicom.dcmread(out / "2CH_seg.dcm")
+    assert {item.SegmentAlgorithmType for item in seg.SegmentSequence} == {"AUTOMATIC"}

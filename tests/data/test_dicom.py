@@ -96,8 +96,7 @@ def test_single_frame_rgb_becomes_luma(tmp_path):
     ds = pydicom.dcmread(path)
     rgb = np.zeros((20, 24, 3), np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
-    del ds.NumberOfFrames
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.6.1" and "NumberOfFrames" not in ds  # US Image
     ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
     ds.PixelData = rgb.tobytes()
     ds.save_as(path)

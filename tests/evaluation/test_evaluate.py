@@ -52,7 +52,7 @@ def test_ground_truth_as_prediction(synthetic_root: Path, tmp_path: Path) -> Non
     assert len(metrics) == 3 * 4 * 4  # patients x cases x structures
     assert all(float(r["dice"]) == 1.0 and float(r["hd95_mm"]) == float(r["mad_mm"]) == 0.0 for r in metrics)
     clinical = _rows(out / "clinical.csv")
-    assert list(clinical[0]) == ["patient", "edv_ml", "esv_ml", "ef", "edv_ml_gt", "esv_ml_gt", "ef_gt"]
+    assert list(clinical[0]) == ["patient", "edv_ml", "esv_ml", "ef", "flags", "edv_ml_gt", "esv_ml_gt", "ef_gt"]
     assert len(clinical) == 3
     assert all(r["ef"] == r["ef_gt"] and r["edv_ml"] == r["edv_ml_gt"] for r in clinical)
     summary = json.loads((out / "summary.json").read_text())
