@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--structures", nargs="+", choices=sorted(STRUCTURES), help="default: the run's training structures")
     add("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add("--no-guards", action="store_true",
+        help="write the raw label maps, without the anatomical guards (one component per structure, holes "
+             "filled, cavity inside the epicardium, atrium against the LV; on by default)")
     add("--engine", choices=("torch", "onnx"), default="torch",
         help="torch (default) or onnx: onnxruntime on the CPU (an `export-onnx` folder, or any model exported first)")
     return parser
@@ -179,6 +182,7 @@ def main(argv: list[str]) -> int:
             structures=tuple(args.structures) if args.structures else None,
             engine=args.engine,
         )
+        predictor.guards = not args.no_guards
         if args.data is not None:
             n = predict_dataset(
                 predictor,

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from medsam_echo.prompts.boxes import boxes_of, clip_box, main_region  # noqa: F401 (re-exported)
 
 PERTURB_FRACTION = 0.05  # of the box's width / height, at least 1 px

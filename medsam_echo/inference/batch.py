@@ -58,6 +58,7 @@ def predict_dataset(
     salt = f"predict/{prompt}/{jitter_px}/{n_pos}+{n_neg}"
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    frames: dict[str, dict] = {}  # patient -> {(view, phase): (label map, spacing)}
     for sample in dataset:
         predictor.set_image(sample.image, sample.spacing)
         if prompt == "auto":
@@ -74,13 +75,45 @@ def predict_dataset(
             )
             label = predictor.predict(p.boxes, p.points, p.labels, p.structures).label_map()
         write_image(out / f"{sample.case_id}.nii.gz", label, spacing=sample.spacing)
+        if sample.patient and sample.view and sample.phase:
+            frames.setdefault(sample.patient, {})[(sample.view, sample.phase)] = (label, sample.spacing)
     if prompt == "auto":
         print_review(write_confidence(out, rows, review_below), len(dataset), review_below)
+    write_patient_ef(out, frames)
     protocol = {"model": predictor.source, "data": str(root), "split": split, "prompt": prompt,
                 "jitter_px": jitter_px, "n_pos": n_pos, "n_neg": n_neg, "salt": salt,
                 "structures": list(predictor.structures), "cases": len(dataset),
-                "auto_method": auto_method if prompt == "auto" else None}  # fmt: skip
+                "auto_method": auto_method if prompt == "auto" else None,
+                "guards": bool(getattr(predictor, "guards", True))}  # fmt: skip
     atomic_write_text(out / PROTOCOL_FILE, json.dumps(protocol, indent=2) + "\n")
     return len(dataset)
 
 
+EF_FILE = "ef.csv"
+
+
+def write_patient_ef(out: Path, frames: dict[str, dict]) -> list[dict]:
+    """``out/ef.csv``: the biplane EF of every patient with all four frames predicted, and the cross-checks it
+    fails (``evaluation.clinical.ef_checks``); flagged patients are printed with their reason, never as a
+    plain EF. Returns the rows (``patient, edv_ml, esv_ml, ef, flags``)."""
+    import csv
+
+    from medsam_echo.evaluation.clinical import BIPLANE_FRAMES, biplane_ef, ef_checks, format_ef
+
+    rows = []
+    for patient, views in sorted(frames.items()):
+        if not set(BIPLANE_FRAMES) <= set(views):
+            continue
+        result = biplane_ef(views)
+        rows.append({"patient": patient, **result, "flags": ";".join(ef_checks(views, result))})
+    if not rows:
+        return rows
+    with (out / EF_FILE).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    flagged = [r for r in rows if r["flags"]]
+    print(f"{len(rows)} patients' biplane EF in {out / EF_FILE}; {len(flagged)} fail a cross-check")
+    for r in flagged:
+        print(f"  {r['patient']}: EF {format_ef(r['ef'], r['flags'].split(';'))}")
+    return rows

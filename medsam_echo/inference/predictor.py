@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from medsam_echo.data.sample import DEFAULT_STRUCTURES
+from medsam_echo.evaluation.guards import apply_guards
 from medsam_echo.inference.automatic import cascade, confidence, middle_box
 from medsam_echo.inference.engines import Decoded, Encoded
 from medsam_echo.inference.inputs import check_image, check_points, make_prompts
@@ -63,6 +64,7 @@ class Prediction:
         prompts: the validated prompts, in px of the original image (with the box-edit behaviour: the
             edited boxes and every click; ``None`` for a mask painted from nothing in a prompting session).
         note: what a refinement could not do, for the user (empty when all went as asked).
+        guards: whether :meth:`label_map` applies the anatomical guards (``evaluation.guards``).
     """
 
     structures: tuple[str, ...]
@@ -73,10 +75,13 @@ class Prediction:
     logits: np.ndarray
     prompts: Prompts
     note: str = ""
+    guards: bool = True
 
     def label_map(self) -> np.ndarray:
-        """``(H, W)`` uint8 CAMUS label map (``prompts.decode.combine_structures``) of named structures."""
-        return combine_structures(self.logits, self.structures)
+        """``(H, W)`` uint8 CAMUS label map (``prompts.decode.combine_structures``) of named structures,
+        repaired by the anatomical guards (``evaluation.guards.apply_guards``) unless :attr:`guards` is off."""
+        labels = combine_structures(self.logits, self.structures)
+        return apply_guards(labels) if self.guards else labels
 
 
 AUTO_METHODS = ("tokens", "view-prior")
@@ -128,6 +133,7 @@ class EchoPredictor:
         self.engine = engine
         self.structures = tuple(structures)
         self.source = source
+        self.guards = True  # anatomical guards on every label map (evaluation.guards); False turns them off
         if prompt_kinds is None:
             prompt_kinds = _engine_kinds(engine)
         elif not isinstance(prompt_kinds, PromptKinds):
@@ -303,6 +309,7 @@ class EchoPredictor:
             best=best,
             logits=_take(decoded.logits, best),
             prompts=record or prompts,
+            guards=self.guards,
         )
         return self.last
 
@@ -357,6 +364,7 @@ class EchoPredictor:
             logits=rows["logits"],
             prompts=Prompts(old.structures, boxes=boxes, points=xy, labels=labels),
             note=note,
+            guards=self.guards,
         )
         return self.last
 
