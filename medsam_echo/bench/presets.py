@@ -173,6 +173,25 @@ class LatencyPreset:
 
 
 @dataclass(frozen=True)
+class AccuracyPreset:
+    """The robust recipe's accuracy table on a real dataset (``--data ROOT``; :mod:`medsam_echo.bench.accuracy`).
+
+    Attributes:
+        recipes: training configs, each trained for ``minutes`` (``--minutes`` overrides) on the ``train``
+            split, sharing one embedding cache.
+        minutes: the training budget per recipe, after the embedding cache is filled (``train.max_minutes``).
+        loose_px: loose boxes: every side pushed outward by U{0..this} px of the original image.
+    """
+
+    recipes: tuple[str, ...] = ("configs/camus_litemedsam_auto.yaml",)
+    minutes: float = 60.0
+    loose_px: float = 10.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class AgreementPreset:
     """Masks from the fast encoders against fp32 eager on a real dataset (``--data ROOT``), LiteMedSAM.
 
@@ -192,7 +211,7 @@ class AgreementPreset:
         return asdict(self)
 
 
-Preset = BenchPreset | PeerPreset | CachePreset | LatencyPreset | AgreementPreset
+Preset = BenchPreset | PeerPreset | CachePreset | LatencyPreset | AgreementPreset | AccuracyPreset
 
 PRESETS: dict[str, Preset] = {
     # Seconds-long smoke run (tests): every code path once, figures meaningless.
@@ -236,6 +255,9 @@ PRESETS: dict[str, Preset] = {
     "predictor-latency-compile": LatencyPreset(compile=True),
     # Mask agreement of the inference encoder with fp32 eager on real images: --data ROOT (e.g. camus224).
     "encoder-agreement": AgreementPreset(),
+    # The robust recipe's accuracy table (tight / loose / no prompt, with and without guards): --data ROOT,
+    # --minutes of training, --out DIR (medsam_echo.bench.accuracy).
+    "camus-accuracy": AccuracyPreset(),
 }
 
 

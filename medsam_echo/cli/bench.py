@@ -20,6 +20,7 @@ import torch
 from medsam_echo.atomic import atomic_write_text
 from medsam_echo.bench.presets import (
     PRESETS,
+    AccuracyPreset,
     AgreementPreset,
     BenchPreset,
     CachePreset,
@@ -32,7 +33,7 @@ from medsam_echo.bench.presets import (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="medsam-echo bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", help=f"one of {sorted(PRESETS)}")
-    parser.add_argument("--out", type=Path, help="where to write the JSON result")
+    parser.add_argument("--out", type=Path, help="where to write the JSON result (camus-accuracy: a folder)")
     parser.add_argument("--summarize", type=Path, metavar="RESULT.json", help="print a result as Markdown tables")
     parser.add_argument("--work-dir", type=Path, help="scratch folder to keep (default: a temporary one)")
     parser.add_argument("--data", type=Path, help="dataset root for encoder-agreement (any layout the toolkit opens)")
@@ -42,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", nargs="+", type=int, help="measure only these batch sizes")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); 1 on a busy "
                         "machine, where a spinning OpenMP team waits for its descheduled members")
+    parser.add_argument("--split", default="val", help="camus-accuracy: the split predicted and evaluated (default val)")
+    parser.add_argument("--minutes", type=float, help="camus-accuracy: training minutes per recipe (default 60)")
+    parser.add_argument("--run", type=Path, action="append", default=[], metavar="RUN",
+                        help="camus-accuracy: also evaluate this trained run (repeatable; nothing is trained for it)")
+    parser.add_argument("--recipe", action="append", default=[], metavar="CONFIG",
+                        help="camus-accuracy: train these configs instead of the preset's (repeatable)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.summarize:
         from medsam_echo.bench.summary import summarize
@@ -59,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyError, ValueError) as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 2
+    if isinstance(preset, AccuracyPreset):
+        return _accuracy(preset, args, parser)
     needs_gpu = args.preset.startswith("gpu-") or (isinstance(preset, BenchPreset) and preset.architecture == "vit_b")
     if needs_gpu and not torch.cuda.is_available():
         print(f"error: preset {args.preset!r} needs a CUDA GPU", file=sys.stderr)
@@ -73,13 +82,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _accuracy(preset: AccuracyPreset, args, parser) -> int:
+    """``--preset camus-accuracy``: train, predict and evaluate into the ``--out`` folder."""
+    from medsam_echo.bench.accuracy import run_accuracy_preset
+
+    if args.data is None:
+        parser.error("--preset camus-accuracy needs --data ROOT (a CAMUS-layout dataset)")
+    if args.out is None:
+        parser.error("--preset camus-accuracy needs --out DIR (the runs, predictions, evaluations and table)")
+    if args.minutes is not None and args.minutes <= 0:
+        parser.error(f"--minutes {args.minutes}: must be > 0")
+    if args.recipe:
+        preset = replace(preset, recipes=tuple(args.recipe))
+    elif args.run and args.minutes is None:
+        preset = replace(preset, recipes=())  # only evaluate the given runs
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    run_accuracy_preset(preset, args.data, args.out, split=args.split, minutes=args.minutes, runs=args.run, log=log)
+    return 0
+
+
 def _customised(preset, args):
     """``preset`` narrowed by ``--methods`` / ``--batch-sizes`` / ``--model`` where those apply."""
     from medsam_echo.bench.runner import _narrowed
     from medsam_echo.models.registry import input_size
 
-    if isinstance(preset, AgreementPreset) != bool(args.data):
-        raise ValueError("--data ROOT is required by encoder-agreement and used by it only")
+    if isinstance(preset, AgreementPreset | AccuracyPreset) != bool(args.data):
+        raise ValueError("--data ROOT is required by encoder-agreement and camus-accuracy, and used by them only")
+    if not isinstance(preset, AccuracyPreset) and (args.minutes is not None or args.run or args.recipe):
+        raise ValueError("--minutes, --run and --recipe go with --preset camus-accuracy")
     if not isinstance(preset, BenchPreset):
         if args.model or args.methods or args.batch_sizes:
             raise ValueError(f"preset {args.preset!r} measures a fixed configuration; --model, --methods and "

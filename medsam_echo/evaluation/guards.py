@@ -9,13 +9,17 @@ et al. 2019 that ``evaluate`` counts), in this order:
    enclosed by the epicardium (cavity + myocardium) becomes myocardium (``holes``).
 3. ``enclose_cavity``: cavity pixels that touch the background (4-adjacency) away from the LA become
    myocardium, so the cavity lies inside the epicardium, open only at the base towards the atrium
-   (``cavity_not_enclosed``). This moves the cavity's open border by one pixel; it never grows it.
+   (``cavity_not_enclosed``). This moves the cavity's open border by one pixel; it never grows it. It
+   acts only on a gap in a myocardium that is there: when more than ``MAX_OPEN_FRACTION`` of the cavity's
+   border touches the background (a map without myocardium, e.g. a model that segments the cavity only),
+   nothing changes, since eroding the whole border would bias every volume.
 4. ``attach_atrium``: an LA separated from the LV by a gap of at most ``MAX_BRIDGE_FRACTION`` of the
    image's shorter side is joined to the LV base by a 3 px wide bridge of LA pixels across the gap,
    along the shortest segment between the two (``la_not_touching_lv``); a farther LA is left as it is
    (and stays flagged by the plausibility check: a guard never invents anatomy it cannot place).
 
-A missing structure is not repaired. Every label map the toolkit writes goes through :func:`apply_guards`
+A missing structure is not repaired, and no guard removes a structure: a step that would empty a label
+present before it is undone for that label (its pixels keep their predicted value). Every label map the toolkit writes goes through :func:`apply_guards`
 unless it is turned off (``predict --no-guards``, ``EchoPredictor(..., guards=False)``); what each guard
 changed is returned by :func:`guard_report`.
 
@@ -32,6 +36,7 @@ from medsam_echo.data.sample import LABELS
 
 GUARDS: tuple[str, ...] = ("one_component", "fill_holes", "enclose_cavity", "attach_atrium")
 MAX_BRIDGE_FRACTION = 0.1  # the largest LV-LA gap bridged, as a share of the image's shorter side
+MAX_OPEN_FRACTION = 0.25  # enclose_cavity acts when at most this share of the cavity border touches background
 _CROSS = ndimage.generate_binary_structure(2, 1)
 _SQUARE = np.ones((3, 3), dtype=bool)
 BG, ENDO, MYO, LA = (LABELS[k] for k in ("background", "lv_endo", "myo", "la"))
@@ -68,11 +73,17 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
 
 
 def enclose_cavity(labels: np.ndarray) -> np.ndarray:
-    """Cavity pixels 4-adjacent to background and not 8-adjacent to the LA become myocardium."""
+    """Cavity pixels 4-adjacent to background and not 8-adjacent to the LA become myocardium.
+
+    Nothing changes without myocardium or when more than ``MAX_OPEN_FRACTION`` of the cavity border is open.
+    """
     cavity = labels == ENDO
     if not cavity.any():
         return labels.copy()
     touches_bg = cavity & ndimage.binary_dilation(labels == BG, structure=_CROSS)
+    border = cavity & ~ndimage.binary_erosion(cavity, structure=_CROSS)
+    if not (labels == MYO).any() or touches_bg.sum() > MAX_OPEN_FRACTION * border.sum():
+        return labels.copy()
     near_la = ndimage.binary_dilation(labels == LA, structure=_SQUARE, iterations=2)
     out = labels.copy()
     out[touches_bg & ~near_la] = MYO
@@ -102,6 +113,15 @@ def attach_atrium(labels: np.ndarray, max_fraction: float = MAX_BRIDGE_FRACTION)
     return out
 
 
+def _keep_every_structure(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """``after``, except that a label present in ``before`` and absent from ``after`` gets its pixels back."""
+    out = after.copy()
+    for value in (ENDO, MYO, LA):
+        if (before == value).any() and not (after == value).any():
+            out[before == value] = value
+    return out
+
+
 _STEPS = {"one_component": one_component, "fill_holes": fill_holes, "enclose_cavity": enclose_cavity,
           "attach_atrium": attach_atrium}
 
@@ -125,7 +145,7 @@ def guard_report(labels: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
         raise ValueError(f"anatomical guards need CAMUS label values 0-3, got {np.unique(labels)[:8].tolist()}")
     current, changed = labels.astype(np.uint8), {}
     for name in GUARDS:
-        repaired = _STEPS[name](current)
+        repaired = _keep_every_structure(current, _STEPS[name](current))
         changed[name] = int((repaired != current).sum())
         current = repaired
     return current, changed

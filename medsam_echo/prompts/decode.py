@@ -2,7 +2,9 @@
 
 The image encoder runs once per image (``model.get_image_embeddings``); the prompts of all requested
 structures then go through the prompt encoder and mask decoder together, as ``SamModel``'s "point batch"
-dimension: ``input_boxes`` ``(B, n, 4)`` gives ``pred_masks`` ``(B, n, m, h, w)``.
+dimension: ``input_boxes`` ``(B, n, 4)`` gives ``pred_masks`` ``(B, n, m, h, w)``. The decoder is
+:mod:`medsam_echo.models.fast_decoder`, which computes what ``SamModel``'s does with the work shared by
+the prompts of an image done once per image (``decoder="reference"`` calls ``SamModel`` itself).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from medsam_echo.data.sample import LABELS, STRUCTURES
+from medsam_echo.models import fast_decoder
 from medsam_echo.prompts.prompt_set import Prompts, to_model_inputs
 
 if TYPE_CHECKING:
@@ -34,8 +37,9 @@ def decode_candidates(
     *,
     input_masks: torch.Tensor | None = None,
     multimask_output: bool = False,
+    decoder: str = "fast",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode the ``n`` structure prompts of ``B`` images in one ``SamModel`` call, all candidates kept.
+    """Decode the ``n`` structure prompts of ``B`` images in one decoder call, all candidates kept.
 
     Args:
         model: a ``transformers.SamModel`` (or a peft model wrapping one).
@@ -45,8 +49,11 @@ def decode_candidates(
             ``input_masks`` (as :func:`~medsam_echo.prompts.policies.iterative_round` returns them).
         input_masks: ``(B, n, 1, h, w)`` previous low-res logits (iterative prompting), or ``None``.
             ``SamModel`` adds a mask prompt to the image embedding before repeating it per prompt, so
-            with masks the ``n`` prompts are folded into the batch instead (still one call).
+            with masks its ``n`` prompts are folded into the batch instead (still one call).
         multimask_output: SAM's 3 candidate masks per prompt instead of 1.
+        decoder: ``"fast"`` (:func:`medsam_echo.models.fast_decoder.decode`, the same outputs within float
+            rounding; a model it does not support falls back to ``SamModel``) or ``"reference"``
+            (``SamModel``'s own forward).
 
     Returns:
         ``logits`` ``(B, n, m, h, w)`` (low-res, ``h = 4 h'``, ``m`` = 3 or 1) and ``iou`` ``(B, n, m)``.
@@ -57,13 +64,16 @@ def decode_candidates(
     if reference is None:
         raise ValueError("inputs need input_boxes or input_points")
     batch, n = reference.shape[:2]
+    if input_masks is not None and input_masks.shape[:3] != (batch, n, 1):
+        raise ValueError(f"input_masks must be (B={batch}, n={n}, 1, h, w), got {tuple(input_masks.shape)}")
+    if decoder not in ("fast", "reference"):
+        raise ValueError(f"decoder must be 'fast' or 'reference', got {decoder!r}")
+    if decoder == "fast" and fast_decoder.supports(model):
+        return fast_decoder.decode(model, image_embeddings, input_masks=input_masks,
+                                   multimask_output=multimask_output, **inputs)
     if input_masks is None:
         out = model(image_embeddings=image_embeddings, multimask_output=multimask_output, **inputs)
     else:
-        if input_masks.shape[:3] != (batch, n, 1):
-            raise ValueError(
-                f"input_masks must be (B={batch}, n={n}, 1, h, w), got {tuple(input_masks.shape)}"
-            )
         flat = {k: v.reshape(batch * n, 1, *v.shape[2:]) for k, v in inputs.items()}
         out = model(
             image_embeddings=image_embeddings.repeat_interleave(n, dim=0),

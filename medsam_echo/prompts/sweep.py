@@ -256,12 +256,14 @@ def summarize_sweeps(jitter_rows: list[dict], click_rows: list[dict], starts: di
 
     ``starts``: click sweeps from other starts (``{"box": rows, "loose": rows, "auto": rows}``), summarised as
     ``dice_by_clicks_from_<start>``, ``noc85_from_<start>`` and ``noc90_from_<start>`` next to the sweep
-    from nothing.
+    from nothing; rows with ``stripes`` (``shape_metrics``) add ``stripes_by_clicks[_from_<start>]``.
     """
     summary = {"dice_by_jitter": {f"{s}@{lvl:g}": v for (s, lvl), v in mean_by(jitter_rows, "level").items()}}
     for start, rows in {"": click_rows, **(starts or {})}.items():
         suffix = f"_from_{start}" if start else ""
         summary[f"dice_by_clicks{suffix}"] = {f"{s}@{c}": v for (s, c), v in mean_by(rows, "clicks").items()}
+        if rows and "stripes" in rows[0]:  # shape_metrics: label flips per row, 2.0 for a smooth region
+            summary[f"stripes_by_clicks{suffix}"] = {f"{s}@{c}": v for (s, c), v in mean_by(rows, "clicks", "stripes").items()}
         for target in NOC_TARGETS:
             nocs: dict[str, list[int]] = {}
             for row in noc_table(rows, target):

@@ -26,8 +26,8 @@ def test_dataset_mode_writes_what_evaluate_reads(tmp_path, camus_root, capsys):
     assert cli(["predict", "--model", "baseline:ellipse", "--prompt", "box", *args, str(pred)]) == 0
     test_set = CamusDataset(camus_root, split="test")
     assert sorted(p.name for p in pred.iterdir()) == sorted(
-        [*(f"{c}.nii.gz" for c in test_set.cases), "predict.json"]
-    )
+        [*(f"{c}.nii.gz" for c in test_set.cases), "ef.csv", "predict.json"]
+    )  # ef.csv: each patient's EF with its cross-checks (evaluation.clinical.ef_checks)
     assert json.loads((pred / "predict.json").read_text())["prompt"] == "box"
     for sample in test_set:
         labels, spacing = read_image(pred / f"{sample.case_id}.nii.gz")

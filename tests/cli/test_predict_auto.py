@@ -48,11 +48,11 @@ def test_dataset_mode_writes_confidence_and_review_list_and_evaluate_ranks_it(au
                                                                               capsys):
     pred, report = tmp_path / "pred", tmp_path / "eval"
     data = ["--data", str(camus_root), "--split", "val"]
-    argv = ["predict", "--model", str(auto_run), *data, "--prompt", "auto", "--review-below", "1.01",
+    argv = ["predict", "--model", str(auto_run), *data, "--prompt", "auto", "--review-below", "1.0",
             "--out", str(pred), "--device", "cpu"]
     assert cli(argv) == 0
     cases = CamusDataset(camus_root, split="val").cases
-    assert "4 of 4 cases to review (confidence below 1.01)" in capsys.readouterr().out
+    assert "4 of 4 cases to review (confidence below 1.0)" in capsys.readouterr().out
     rows = _rows(pred / "confidence.csv")
     assert [(r["case"], r["structure"]) for r in rows] == [(c, s) for c in cases for s in ("lv_endo", "myo", "la")]
     assert all(r["method"] == "tokens" and 0 <= float(r["confidence"]) <= 1 for r in rows)

@@ -56,3 +56,20 @@ def test_prompt_sweep_reports_dice_and_noc(camus, tmp_path, capsys):
     assert all(0 <= v <= 2 for v in result["summary"]["noc90_from_auto"].values())
     printed = capsys.readouterr().out
     assert "noc90: " in printed and "noc90_from_auto: " in printed
+
+
+def test_prompt_sweep_from_every_start_goes_through_the_models_click_behaviour(camus, tmp_path, capsys):
+    """A box-only model (MedSAM profile) takes clicks as box edits: the sweep says so and stays smooth."""
+    model_dir = save_sam(build_sam("tiny"), get_profile("medsam", 128), tmp_path / "tiny")
+    out_json = tmp_path / "sweep.json"
+    argv = ["prompt-sweep", "--model", str(model_dir), "--data", str(camus), "--limit", "1", "--levels", "0",
+            "--max-clicks", "2", "--structures", "lv_endo", "--starts", "box", "loose", "--out", str(out_json)]
+    assert cli.main(argv) == 0
+    result = json.loads(out_json.read_text())
+    assert result["click_behaviour"] == "box-edit"
+    for start in ("box", "loose"):
+        rows = result[f"clicks_from_{start}"]
+        assert [r["clicks"] for r in rows] == [0, 1, 2] and all("stripes" in r for r in rows)
+        assert set(result["summary"][f"noc85_from_{start}"]) == {"lv_endo"}
+        assert set(result["summary"][f"stripes_by_clicks_from_{start}"]) == {"lv_endo@0", "lv_endo@1", "lv_endo@2"}
+    assert "clicks: box-edit" in capsys.readouterr().out

@@ -69,3 +69,19 @@ def test_bad_maps_are_refused_by_name():
         apply_guards(np.zeros((2, 3, 4), np.uint8))
     with pytest.raises(ValueError, match="CAMUS label values"):
         apply_guards(np.full((4, 4), 7, np.uint8))
+
+
+def test_a_cavity_without_myocardium_keeps_its_area():
+    """A cavity-only map (a model that segments the LV cavity only) must not lose its border: that biases EF."""
+    labels = np.zeros((96, 96), np.uint8)
+    labels[16:61, 34:63] = 1
+    assert np.array_equal(apply_guards(labels), labels)
+
+
+def test_no_guard_empties_a_structure():
+    """A thin cavity wholly along the background keeps its pixels: a guard repairs, it never deletes."""
+    labels = _heart()
+    labels[labels == 1] = 2
+    labels[30:34, 28:31] = 1  # a sliver of cavity in the lateral wall, touching the background
+    repaired = apply_guards(labels)
+    assert (repaired == 1).sum() == (labels == 1).sum()

@@ -223,6 +223,7 @@ def test_lv_epi_predictions_fuse_into_a_camus_label_map(tiny_dir, camus_root):
     """Structures (lv_endo, lv_epi, la): cavity where lv_endo is, myo in the rest of lv_epi, la, background."""
     from medsam_echo.data.camus import CamusDataset
     from medsam_echo.data.sample import structure_mask
+    from medsam_echo.evaluation.guards import apply_guards
     from medsam_echo.prompts.boxes import box_from_mask
 
     structures = ("lv_endo", "lv_epi", "la")
@@ -232,7 +233,10 @@ def test_lv_epi_predictions_fuse_into_a_camus_label_map(tiny_dir, camus_root):
         predictor.set_image(sample.image, sample.spacing)
         boxes = [box_from_mask(structure_mask(sample.label, s)) for s in structures]
         out = predictor.predict(boxes=boxes, structure=predictor.structures)
+        guarded = out.label_map()
+        out.guards = False  # the fusion itself; the guards are checked against it below
         labels, (endo, epi, la) = out.label_map(), out.masks
+        np.testing.assert_array_equal(guarded, apply_guards(labels))
         assert labels.shape == sample.label.shape and labels.dtype == np.uint8
         np.testing.assert_array_equal(labels > 0, endo | epi | la)  # nothing predicted is dropped
         assert la[labels == 3].all() and endo[labels == 1].all()
