@@ -23,8 +23,9 @@ import numpy as np
 
 from medsam_echo.data.base import Case, CaseDataset
 from medsam_echo.data.io import DataError, read_image, read_text
-from medsam_echo.data.sample import LABELS, EchoSample
+from medsam_echo.data.sample import LABELS, EchoSample, TracedFrames, VideoSample
 from medsam_echo.data.splits import check_disjoint, ef_quality_stratum, load_or_create_folds
+from medsam_echo.data.video import MissingVideoError, VideoDataset
 
 N_FOLDS = 10  # 2019 release: folds of the training patients (fewer if there are fewer patients)
 VIEWS = ("2CH", "4CH")
@@ -296,3 +297,94 @@ def check_spacing(path: Path, label_spacing: tuple[float, float], image_spacing:
         return
     raise DataError(f"{path}: header spacing {tuple(round(s, 6) for s in label_spacing)} mm differs from its "
                     f"image's {tuple(round(s, 6) for s in image_spacing)} mm; the label map was made for another image")
+
+
+class CamusVideoDataset(VideoDataset):
+    """CAMUS (half-)sequences as :class:`VideoSample`, one per patient and view, decoded lazily.
+
+    2023 release: ``*_half_sequence.nii.gz`` with ``*_half_sequence_gt.nii.gz`` label maps of every frame;
+    2019 release: ``*_sequence.mhd`` (no labels). Case ids are ``patient0001_2CH``; splits and arguments are
+    those of :class:`CamusDataset`. ED / ES are the Info file's ``ED`` / ``ES`` frame numbers (1-based) when
+    they lie in the sequence, else its first and last frame (a half-sequence runs from ED to ES); EF, EDV,
+    ESV come from ``EF`` / ``LVef``, ``LVedv``, ``LVesv``, and the frame rate from ``FrameRate``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = None,
+        *,
+        views: Sequence[str] = VIEWS,
+        on_missing: str = "raise",
+        fold: int = 0,
+        splits_path: str | Path | None = None,
+        seed: int = 0,
+        save_splits: bool = True,
+    ) -> None:
+        if split not in (None, "train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val', 'test' or None, got {split!r}")
+        super().__init__(on_missing)
+        self.images = CamusDataset(root, None, views=views, on_missing="skip", fold=fold, splits_path=splits_path,
+                                   seed=seed, save_splits=save_splits)  # fmt: skip
+        self.root, self.layout = self.images.root, self.images.layout
+        self.problems.extend(self.images.problems)
+        self._set_cases(self._index_sequences(split))
+
+    def _index_sequences(self, split: str | None) -> list[Case]:
+        ext, kind = LAYOUTS[self.layout]["ext"], LAYOUTS[self.layout]["sequence"]
+        expected = [
+            (patient, view, folder / f"{patient}_{view}_{kind}{ext}", folder / f"{patient}_{view}_{kind}_gt{ext}")
+            for patient, (folder, _) in self.images._dirs.items()
+            for view in self.images.views
+        ]
+        if not any(image.is_file() for _, _, image, _ in expected):
+            raise DataError(f"{self.root}: no *_{kind}{ext} files; this copy of the release has no sequences")
+        cases = []
+        for patient, view, image, label in expected:
+            patient_split = self.images.patient_split.get(patient, "")
+            if split is not None and patient_split != split:
+                continue
+            if not image.is_file():
+                self._missing(f"{image}: sequence file not found")
+                continue
+            label_path = label if label.is_file() else None
+            cases.append(Case(f"{patient}_{view}", patient, patient_split, image, label_path, view))
+        return cases
+
+    def _load(self, case: Case) -> VideoSample:
+        sequence = self.images.sequence(case.patient, case.view)
+        if sequence is None:  # removed since indexing
+            raise MissingVideoError(f"{case.image_path}: sequence file not found")
+        info, n, warnings = sequence.meta["info"], len(sequence.frames), []
+        labels = {} if sequence.labels is None else {t: sequence.labels[t] for t in range(n)}
+        fps = info.get("FrameRate")
+        meta = {"layout": self.layout, "video_path": str(case.image_path), "info": info,
+                "label_path": str(case.label_path) if case.label_path else None,
+                "image_quality": info.get("ImageQuality"), "warnings": warnings}  # fmt: skip
+        return VideoSample(
+            sequence.frames, float(fps) if isinstance(fps, (int, float)) and fps > 0 else None, case.case_id,
+            spacing=sequence.spacing, patient=case.patient, view=case.view, split=case.split, ef=info_ef(info),
+            edv=_info_number(info, "LVedv"), esv=_info_number(info, "LVesv"),
+            traced=_sequence_phases(info, labels, n, f"Info_{case.view}.cfg", warnings), labels=labels,
+            structures=tuple(name for name in LABELS if name != "background") if labels else (), meta=meta,
+        )  # fmt: skip
+
+
+def _info_number(info: dict[str, object], key: str) -> float | None:
+    value = info.get(key)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _sequence_phases(info: dict[str, object], labels: dict[int, np.ndarray], n: int, source: str,
+                     warnings: list[str]) -> TracedFrames:  # fmt: skip
+    """ED / ES of a (half-)sequence: the Info file's 1-based frame numbers, else its first and last frame."""
+    ed, es = info.get("ED"), info.get("ES")
+    if isinstance(ed, int) and isinstance(es, int) and 1 <= ed <= n and 1 <= es <= n:
+        ed, es = ed - 1, es - 1
+    else:
+        if ed is not None or es is not None:
+            warnings.append(f"{source}: ED {ed!r} / ES {es!r} are not frames of the {n}-frame sequence; "
+                            "ED is its first frame, ES its last")
+        ed, es, source = 0, n - 1, "sequence ends (ED first, ES last)"
+    areas = {t: float(np.count_nonzero(labels[t] == LABELS["lv_endo"])) for t in (ed, es) if t in labels}
+    return TracedFrames(ed, es, areas.get(ed), areas.get(es), source)

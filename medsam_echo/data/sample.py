@@ -60,3 +60,87 @@ class EchoSample:
     phase: str = ""
     split: str = ""
     meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TracedFrames:
+    """The two frames of a loop that an expert traced, and the LV cavity area of each tracing.
+
+    Attributes:
+        ed, es: 0-based frame indices; ED is the traced frame with the larger LV cavity, ES the smaller.
+        ed_area_px, es_area_px: LV cavity area of the traced mask in px (pixel count), or ``None``.
+        source: where they come from (``VolumeTracings.csv``, ``TracedFrames.csv``, ``Info_4CH.cfg`` ...).
+    """
+
+    ed: int
+    es: int
+    ed_area_px: float | None = None
+    es_area_px: float | None = None
+    source: str = ""
+
+
+@dataclass
+class VideoSample:
+    """One echo loop with what is known of it: frames, frame rate, clinical indices, traced frames, labels.
+
+    Attributes:
+        frames: ``(T, H, W)`` grey frames in time order, apex up: uint8 for video files, as stored otherwise.
+        fps: frames per second, or ``None`` when unknown.
+        case_id: unique id (EchoNet: the file name without suffix; CAMUS: ``patient0001_2CH``).
+        spacing: ``(sx, sy)`` mm per pixel, or ``None`` when the source gives none (EchoNet videos): then
+            lengths and areas are in px and volumes in px units; EF is scale-free.
+        patient, view, split: as in :class:`EchoSample` (EchoNet: one video per patient, view ``4CH``).
+        ef, edv, esv: the reference EF (%), EDV and ESV (mL), or ``None`` when the dataset has none.
+        traced: the traced ED / ES frames, or ``None``.
+        labels: ``{frame index: (H, W) uint8 label map}`` with CAMUS values, for the frames that have one
+            (EchoNet: the two traced frames, LV cavity = 1; CAMUS sequences: every frame); ``{}`` if none.
+        structures: the structures the label maps delineate (a 0 pixel is background only for these).
+        meta: anything else (source paths, the dataset's own row, warnings).
+    """
+
+    frames: np.ndarray
+    fps: float | None
+    case_id: str
+    spacing: tuple[float, float] | None = None
+    patient: str = ""
+    view: str = ""
+    split: str = ""
+    ef: float | None = None
+    edv: float | None = None
+    esv: float | None = None
+    traced: TracedFrames | None = None
+    labels: dict[int, np.ndarray] = field(default_factory=dict)
+    structures: tuple[str, ...] = ()
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames ``T``."""
+        return int(self.frames.shape[0])
+
+    def frame_times_ms(self) -> np.ndarray | None:
+        """``(T,)`` time of each frame in ms from the first, or ``None`` without a frame rate."""
+        return None if not self.fps else np.arange(self.n_frames) * (1000.0 / self.fps)
+
+    def frame(self, index: int) -> EchoSample:
+        """Frame ``index`` (0-based) as an :class:`EchoSample` with case id ``<case_id>_f001`` (1-based).
+
+        Its phase is ``ED`` / ``ES`` at the traced frames, else the ``f001`` tag; its label is the frame's
+        label map or ``None``. Without a spacing the sample gets ``(1.0, 1.0)`` and
+        ``meta["spacing_unit"] == "px"``: its distances are in px, not mm.
+        """
+        index = range(self.n_frames)[index]
+        tag = f"f{index + 1:03d}"
+        phase = {self.traced.ed: "ED", self.traced.es: "ES"}.get(index, tag) if self.traced else tag
+        meta = {**self.meta, "ef": self.ef, "frame": index, "spacing_unit": "mm" if self.spacing else "px"}
+        return EchoSample(
+            self.frames[index],
+            self.labels.get(index),
+            self.spacing or (1.0, 1.0),
+            f"{self.case_id}_{tag}",
+            self.patient,
+            self.view,
+            phase,
+            self.split,
+            meta,
+        )

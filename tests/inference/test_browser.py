@@ -38,6 +38,7 @@ from medsam_echo.inference import EchoPredictor
 from medsam_echo.inference.interactive import PromptSession
 from medsam_echo.inference.study import open_study
 from medsam_echo.prompts.boxes import box_from_mask
+from medsam_echo.prompts.clicks import n_components, stripe_score
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # about 4 min: run with the slow tests (CI: pytest -m slow)
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "02_clinician_prompting.ipynb"
@@ -313,10 +314,15 @@ class Notebook:
 
     def tinted(self, case_id: str, box, channel: int) -> float:
         """Fraction of the figure's px inside ``box`` (image px) whose ``channel`` (0 red, 2 blue) dominates."""
+        return float(self.tinted_mask(case_id, box, channel).mean())
+
+    def tinted_mask(self, case_id: str, box, channel: int) -> np.ndarray:
+        """Bool ``(h, w)`` figure px inside ``box`` (image px) whose ``channel`` (0 red, 2 blue) dominates:
+        the mask as the clinician sees it."""
         (x0, y0), (x1, y1) = (self._figure_px(case_id, *box[:2]), self._figure_px(case_id, *box[2:]))
         patch = self.figure_rgb()[y0:y1, x0:x1].astype(int)
         others = np.delete(patch, channel, axis=2).max(axis=2)
-        return float(((patch[:, :, channel] - others) > 25).mean())
+        return (patch[:, :, channel] - others) > 25
 
     def _figure_px(self, case_id: str, x: float, y: float) -> tuple[int, int]:
         self.layout.session.select_frame(case_id)
@@ -359,6 +365,7 @@ def _prompt_and_export(page, url: str, root: Path, study) -> None:
     timings.append(_timing(page.drag(first, boxes[(first, "lv_endo")]), "box lv_endo"))
     boxed = browser.execute_script("return window.__probe.after;")
     page.shot("box_on_lv")
+    before = page.tinted_mask(first, boxes[(first, "lv_endo")], 0)
     assert page.tinted(first, boxes[(first, "lv_endo")], 0) > 0.3, "no LV mask after the box"
     assert "drawn" in page.status()
 
@@ -366,6 +373,10 @@ def _prompt_and_export(page, url: str, root: Path, study) -> None:
     x0, y0, x1, y1 = boxes[(first, "lv_endo")]
     timings.append(_timing(page.click(first, (x0 + x1) / 2, y0 + 0.15 * (y1 - y0)), "negative click"))
     page.shot("negative_click")
+    after = page.tinted_mask(first, boxes[(first, "lv_endo")], 0)
+    # one smaller, smooth region: not the rows of red a mask prompt gave a box-only model (03_negative_click)
+    assert 0.3 * before.sum() < after.sum() < before.sum(), (int(before.sum()), int(after.sum()))
+    assert n_components(after, min_px=20) == 1 and stripe_score(after) <= 2.5, stripe_score(after)
     timings.append(_timing(page.control(".//button[normalize-space()='undo']"), "undo"))
     assert browser.execute_script("return window.__probe.after;") == boxed, "undo did not restore the box's mask"
     page.shot("undo")
