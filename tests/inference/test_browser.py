@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from medsam_echo.data.io import read_image
 from medsam_echo.data.sample import structure_mask
@@ -374,9 +375,12 @@ def _prompt_and_export(page, url: str, root: Path, study) -> None:
     timings.append(_timing(page.click(first, (x0 + x1) / 2, y0 + 0.15 * (y1 - y0)), "negative click"))
     page.shot("negative_click")
     after = page.tinted_mask(first, boxes[(first, "lv_endo")], 0)
-    # one smaller, smooth region: not the rows of red a mask prompt gave a box-only model (03_negative_click)
-    assert 0.3 * before.sum() < after.sum() < before.sum(), (int(before.sum()), int(after.sum()))
-    assert n_components(after, min_px=20) == 1 and stripe_score(after) <= 2.5, stripe_score(after)
+    # one smaller, smooth region: not the rows of red a mask prompt gave a box-only model (03_negative_click);
+    # the red dot of the click itself (about 50 figure px) is not a region
+    components, _ = ndimage.label(after, structure=np.ones((3, 3), bool))
+    main = components == np.argmax(np.bincount(components.ravel())[1:]) + 1
+    assert 0.3 * before.sum() < main.sum() < before.sum(), (int(before.sum()), int(main.sum()))
+    assert n_components(after, min_px=200) == 1 and stripe_score(main) <= 2.5, stripe_score(main)
     timings.append(_timing(page.control(".//button[normalize-space()='undo']"), "undo"))
     assert browser.execute_script("return window.__probe.after;") == boxed, "undo did not restore the box's mask"
     page.shot("undo")

@@ -73,10 +73,12 @@ def test_multimask_output_keeps_the_best_scored_mask(tiny_sam):
         logits, iou = select_best(*decode_candidates(tiny_sam, embeddings, inputs, multimask_output=True))
         candidates, scores = decode_candidates(tiny_sam, embeddings, inputs, multimask_output=True)
         out = tiny_sam(image_embeddings=embeddings, multimask_output=True, **inputs)
-    assert candidates.shape == (2, 3, 3, 64, 64) and torch.equal(scores, out.iou_scores)
-    best = out.iou_scores.argmax(-1)
-    assert torch.equal(iou, out.iou_scores.max(-1).values)
-    assert torch.equal(logits[1, 2], out.pred_masks[1, 2, best[1, 2]])
+    # the fast decoder (models/fast_decoder.py) sums in another order: equal to SamModel within float rounding
+    assert candidates.shape == (2, 3, 3, 64, 64)
+    torch.testing.assert_close(scores, out.iou_scores, rtol=1e-4, atol=1e-5)
+    best = scores.argmax(-1)
+    assert torch.equal(iou, scores.max(-1).values) and torch.equal(best, out.iou_scores.argmax(-1))
+    torch.testing.assert_close(logits[1, 2], out.pred_masks[1, 2, best[1, 2]], rtol=1e-4, atol=1e-4)
 
 
 def _logits(shape, **regions) -> np.ndarray:
