@@ -379,8 +379,10 @@ def _prompt_and_export(page, url: str, root: Path, study) -> None:
     # the red dot of the click itself (about 50 figure px) is not a region
     components, _ = ndimage.label(after, structure=np.ones((3, 3), bool))
     main = components == np.argmax(np.bincount(components.ravel())[1:]) + 1
-    assert 0.3 * before.sum() < main.sum() < before.sum(), (int(before.sum()), int(main.sum()))
+    assert 0.3 * before.sum() < main.sum() <= before.sum(), (int(before.sum()), int(main.sum()))
     assert n_components(after, min_px=200) == 1 and stripe_score(main) <= 2.5, stripe_score(main)
+    if main.sum() == before.sum():  # LiteMedSAM is box-only: a box edit beyond its budget is refused, and said
+        assert "use the brush" in page.status(), page.status()
     timings.append(_timing(page.control(".//button[normalize-space()='undo']"), "undo"))
     assert browser.execute_script("return window.__probe.after;") == boxed, "undo did not restore the box's mask"
     page.shot("undo")
