@@ -145,8 +145,7 @@ class CamusDataset(CaseDataset):
         seed: int = 0,
         save_splits: bool = True,
     ) -> None:
-        if split not in (None, "train", "val", "test"):
-            raise ValueError(f"split must be 'train', 'val', 'test' or None, got {split!r}")
+        _check_split(split)
         for name, given, allowed in (("views", views, VIEWS), ("phases", phases, PHASES)):
             if not set(given) <= set(allowed):
                 raise ValueError(f"{name} must be a subset of {allowed}, got {tuple(given)}")
@@ -299,6 +298,11 @@ def check_spacing(path: Path, label_spacing: tuple[float, float], image_spacing:
                     f"image's {tuple(round(s, 6) for s in image_spacing)} mm; the label map was made for another image")
 
 
+def _check_split(split: str | None) -> None:
+    if split not in (None, "train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val', 'test' or None, got {split!r}")
+
+
 class CamusVideoDataset(VideoDataset):
     """CAMUS (half-)sequences as :class:`VideoSample`, one per patient and view, decoded lazily.
 
@@ -321,8 +325,7 @@ class CamusVideoDataset(VideoDataset):
         seed: int = 0,
         save_splits: bool = True,
     ) -> None:
-        if split not in (None, "train", "val", "test"):
-            raise ValueError(f"split must be 'train', 'val', 'test' or None, got {split!r}")
+        _check_split(split)
         super().__init__(on_missing)
         self.images = CamusDataset(root, None, views=views, on_missing="skip", fold=fold, splits_path=splits_path,
                                    seed=seed, save_splits=save_splits)  # fmt: skip
